@@ -1,0 +1,339 @@
+"""GRPO with Perception Calibration: the policy update of ILR (arXiv 2509.26306, Sec. "Perception Calibration", Eq. 5).
+
+Where it sits in the data flow
+    ilr -> irt (mode per question) -> idea3 (M agents talk, each writes G answers) -> evaluate (grader: rewards)
+        -> grpo: rewards [B, M, G] --perception_calibration (Eq. 5)--> calibrated rewards [B, M, G]
+                 --group_advantages--> advantages [B, M, G]
+                 per agent: pack_batch(prompt ids, completion ids) -> grpo_step(model, optimizer, ...) -> ilr
+
+Shapes: B questions, G generations per question, M agents, N = rows of a training batch (e.g. B*G),
+P prompt tokens, T completion tokens, V vocabulary.
+
+Run the tests (about 10 s):
+    .venv/bin/python -m pytest tests/test_grpo.py --doctest-modules grpo.py -q
+See the calibration lesson (binary vs multi-level rewards) printed with numbers:
+    .venv/bin/python grpo.py
+
+What the paper states and what we chose (tags in the code: # PAPER: / # OURS: / # OPEN:)
+ 1. Eq. 5 is the paper's; peer statistics (mean, max, min) are taken per question over the peer's G rewards.
+ 2. OPEN: a peer whose G rewards are all equal has max - min = 0 and Eq. 5 divides by zero. OURS: the term takes
+    its limit as the peer's spread shrinks to 0: +1/(M-1) if R[i,k] is above the peer's common value, -1/(M-1)
+    if below, 0 if equal (the clip saturates). It stays bounded like every other term, never NaN, and keeps Eq. 5
+    monotone in R[i,k]. To use "such a peer adds nothing" instead, change one line in perception_calibration.
+ 3. OPEN: advantage normalisation. OURS: scale_rewards="std" divides by the *sample* std (Bessel, torch.std's
+    default, as TRL) plus eps = 1e-4 (TRL's value); "none" = r - mean (Dr. GRPO). A group whose rewards are all
+    equal gets advantages exactly 0 (not 0/eps noise), so its samples are skipped by grpo_step.
+ 4. OPEN: loss details. OURS: TRL's: clipped surrogate with epsilon (low) / epsilon_high, KL to a frozen
+    reference by the k3 estimator with coefficient beta (0 = no reference model), loss_type "grpo" (mean over each
+    sequence's tokens, then over sequences) or "dapo" (mean over all tokens). One update per generation batch
+    (TRL's num_iterations=1), so old_per_token_logps defaults to per_token_logps.detach() (ratio = 1).
+ 5. OURS: zero-advantage samples are not forwarded at all. The loss is normalised by the WHOLE generation batch
+    (all N sequences for "grpo", all completion tokens for "dapo"), skipped samples included, exactly as if they
+    had been forwarded. With beta = 0 their gradient is exactly 0, so skipping is exact (tested). With beta > 0
+    skipping also drops their KL term (TRL would keep it): a saving we accept, stated here.
+ 6. OURS: log-probabilities use the token ids the generator returned (no re-tokenisation), position ids from the
+    attention mask (as `generate` does with left padding), and logits / temperature (TRL) so that the ratio is
+    taken against the distribution that was sampled.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------------------------------------
+# 1) Rewards -> calibrated rewards (Eq. 5) -> advantages. Pure functions, no model.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def perception_calibration(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 5: calibrate each agent's rewards by its peers' reward distributions on the same question.
+
+        Rbar[i,k] = R[i,k] + sum_{l != i} clip( (R[i,k] - mean_k R[l,k]) / (max_k R[l,k] - min_k R[l,k]),
+                                                -1/(M-1), +1/(M-1) )
+
+    rewards: [M, G] or [B, M, G] (M agents, G samples each) -> calibrated rewards, same shape.
+    A peer with max == min (all its rewards equal) gives +-1/(M-1) by sign of R[i,k] - its value, 0 if equal
+    (module header, choice 2); a spread below eps counts as eps. M = 1 (no peer) returns the rewards unchanged.
+
+    >>> perception_calibration(torch.tensor([[1., 0, 0, 0], [1, 1, 0, 0]]))  # peer 1 has mean 0.5, range 1
+    tensor([[ 1.5000, -0.5000, -0.5000, -0.5000],
+            [ 1.7500,  1.7500, -0.2500, -0.2500]])
+    >>> perception_calibration(torch.tensor([[1., 0], [0.5, 0.5]]))  # peer 1 all equal: agent 0's term is +-1
+    tensor([[ 2.0000, -1.0000],
+            [ 0.5000,  0.5000]])
+    """
+    M = rewards.shape[-2]
+    if M == 1:
+        return rewards.clone()
+    bound = 1.0 / (M - 1)                                      # PAPER: clip range +-1/(m-1)
+    peer_mean = rewards.mean(-1)                               # [..., M]  R_{l,avg}, over G
+    peer_max, peer_min = rewards.amax(-1), rewards.amin(-1)    # [..., M]  R_{l,max}, R_{l,min}
+    spread = peer_max - peer_min                               # [..., M]
+    # OURS (choice 2): an all-equal peer is centred on its exact common value (its float mean may be 1 ulp off)
+    # and divided by eps, so the clip saturates to +-bound by sign, and gives exactly 0 for an equal reward.
+    centre = torch.where(spread > 0, peer_mean, peer_min)      # [..., M]
+    own = rewards.unsqueeze(-2)                                # [..., M(i), 1, G]
+    z = (own - centre[..., None, :, None]) / spread.clamp_min(eps)[..., None, :, None]  # [..., M(i), M(l), G]
+    term = z.clamp(-bound, bound)                              # PAPER: clip(., -1/(m-1), 1/(m-1))
+    not_self = ~torch.eye(M, dtype=torch.bool, device=rewards.device)  # [M(i), M(l)]  the sum over l != i
+    return rewards + (term * not_self[..., None]).sum(-2)      # [..., M, G]  R + sum over peers l
+
+
+def group_advantages(rewards: torch.Tensor, scale: str = "std", eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's group-relative advantage of each sample against the other samples of its question.
+
+        scale="std":  A[k] = (R[k] - mean(R)) / (std(R) + eps)    std = sample std (divides by G-1), as TRL
+        scale="none": A[k] =  R[k] - mean(R)                       Dr. GRPO (no division)
+
+    rewards: [..., G] (last axis = the G samples of one question) -> advantages [..., G].
+    A group whose rewards are all equal gets exactly 0 (no gradient; grpo_step skips those samples).
+    TRL calls this option scale_rewards; eps = 1e-4 is TRL's value.
+
+    >>> group_advantages(torch.tensor([1., 0, 0, 0]))  # mean 0.25, sample std 0.5 -> 0.75/0.5, -0.25/0.5
+    tensor([ 1.4997, -0.4999, -0.4999, -0.4999])
+    >>> group_advantages(torch.tensor([1., 0, 0, 0]), scale="none")
+    tensor([ 0.7500, -0.2500, -0.2500, -0.2500])
+    >>> group_advantages(torch.tensor([0.3, 0.3, 0.3]))  # all equal: exactly zero
+    tensor([0., 0., 0.])
+    """
+    if rewards.shape[-1] < 2:
+        return torch.zeros_like(rewards)                               # G = 1: no group to compare with
+    centred = rewards - rewards.mean(-1, keepdim=True)                 # [..., G]  R - mean over G
+    if scale == "std":
+        advantages = centred / (rewards.std(-1, keepdim=True) + eps)   # OPEN: sample std (unbiased), as TRL
+    elif scale == "none":
+        advantages = centred                                           # Dr. GRPO: no std division
+    else:
+        raise ValueError(f"scale must be 'std' or 'none', got {scale!r}")
+    all_equal = rewards.amax(-1, keepdim=True) == rewards.amin(-1, keepdim=True)  # [..., 1]
+    return torch.where(all_equal, torch.zeros_like(advantages), advantages)  # exact 0, also for G = 1
+
+
+def reward_stats(rewards: torch.Tensor) -> dict:
+    """TRL's reward metrics for rewards [..., G]: mean reward, mean within-group std, share of zero-std groups.
+
+    >>> reward_stats(torch.tensor([[1., 0, 0, 0], [1, 1, 1, 1]]))
+    {'reward': 0.625, 'reward_std': 0.25, 'frac_reward_zero_std': 0.5}
+    """
+    group_std = rewards.std(-1) if rewards.shape[-1] > 1 else torch.zeros(rewards.shape[:-1])  # [...] over G
+    zero_std = rewards.amax(-1) == rewards.amin(-1)                                           # [...]
+    return {"reward": rewards.mean().item(), "reward_std": group_std.mean().item(),
+            "frac_reward_zero_std": zero_std.float().mean().item()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 2) Token ids -> one padded batch -> per-token log-probabilities of the completion tokens.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def pack_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int) -> dict:
+    """Pad the generator's token ids (no re-tokenisation) into one batch for a single forward pass.
+
+    prompt_ids: N lists (lengths vary) and completion_ids: N lists -> dict with
+      input_ids      [N, P+T]  prompts left-padded to P, completions right-padded to T
+      attention_mask [N, P+T]  1 on real tokens
+      completion_mask [N, T]   1 on real completion tokens (an EOS the model produced counts: it was sampled)
+      logits_to_keep  int T    the forward pass computes logits only for the last T (+1) positions
+
+    >>> b = pack_batch([[5, 6], [7]], [[8], [9, 10]], pad_id=0)
+    >>> b["input_ids"].tolist(), b["attention_mask"].tolist(), b["completion_mask"].tolist(), b["logits_to_keep"]
+    ([[5, 6, 8, 0], [0, 7, 9, 10]], [[1, 1, 1, 0], [0, 1, 1, 1]], [[1, 0], [1, 1]], 2)
+    """
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
+    N = len(prompt_ids)
+    P = max(len(p) for p in prompt_ids)
+    T = max(1, max(len(c) for c in completion_ids))
+    input_ids = torch.full((N, P + T), pad_id, dtype=torch.long)      # [N, P+T]
+    attention_mask = torch.zeros((N, P + T), dtype=torch.long)        # [N, P+T]
+    for n, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        input_ids[n, P - len(p):P] = torch.tensor(p, dtype=torch.long)          # left-pad the prompt
+        input_ids[n, P:P + len(c)] = torch.tensor(c, dtype=torch.long)          # right-pad the completion
+        attention_mask[n, P - len(p):P + len(c)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "completion_mask": attention_mask[:, P:].clone(), "logits_to_keep": T}
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[index] without materialising the full [N, T, V] log-softmax.
+
+        log p(x_t) = logits[t, x_t] - logsumexp_v logits[t, v]
+
+    logits: [N, T, V], index: [N, T] token ids -> [N, T] log-probabilities (float32).
+    One row (sequence) at a time, so the float32 working copy is [T, V], not [N, T, V] (as TRL).
+
+    >>> selective_log_softmax(torch.zeros(1, 2, 4), torch.tensor([[0, 3]]))  # uniform over 4: log(1/4)
+    tensor([[-1.3863, -1.3863]])
+    """
+    picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1).float()           # [N, T]  logits[x_t]
+    lse = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])  # [N, T]  per row over V
+    return picked - lse
+
+
+def trim_padding(batch: dict) -> dict:
+    """Drop columns that are padding in every row (after selecting a micro-batch): same result, less compute.
+
+    >>> b = pack_batch([[5, 6], [7]], [[8], [9, 10]], pad_id=0)
+    >>> small = trim_padding({k: v[1:] if k != "logits_to_keep" else v for k, v in b.items()})  # row 1 only
+    >>> small["input_ids"].tolist(), small["completion_mask"].tolist(), small["logits_to_keep"]
+    ([[7, 9, 10]], [[1, 1]], 2)
+    """
+    T = batch["logits_to_keep"]
+    prompt_mask = batch["attention_mask"][:, :-T]                       # [N, P]
+    first = int(prompt_mask.any(0).nonzero().min()) if prompt_mask.any() else prompt_mask.shape[1]
+    T_used = int(batch["completion_mask"].any(0).nonzero().max()) + 1 if batch["completion_mask"].any() else 1
+    end = batch["input_ids"].shape[1] - T + T_used
+    return {"input_ids": batch["input_ids"][:, first:end], "attention_mask": batch["attention_mask"][:, first:end],
+            "completion_mask": batch["completion_mask"][:, :T_used], "logits_to_keep": T_used}
+
+
+def per_token_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                    temperature: float = 1.0) -> torch.Tensor:
+    """Log-probability of each completion token under `model`, from ONE forward pass.
+
+        per_token_logps[n, t] = log pi(x[n, P+t] | x[n, <P+t])     with pi = softmax(logits / temperature)
+
+    input_ids, attention_mask: [N, P+T] (from pack_batch); logits_to_keep = T -> [N, T] (float32).
+    Logits are computed only for the last T+1 positions (HF `logits_to_keep`); the last one predicts nothing
+    and is dropped. Position ids follow the attention mask, as in generation with left padding.
+    """
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)                 # [N, P+T]  OURS (choice 6)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   logits_to_keep=logits_to_keep + 1, use_cache=False).logits  # [N, T+1, V]
+    logits = logits[:, :-1, :]                                                   # [N, T, V]  predict tokens P..P+T-1
+    if temperature != 1.0:
+        logits = logits / temperature                                            # OURS (choice 6), as TRL
+    return selective_log_softmax(logits, input_ids[:, -logits_to_keep:])         # [N, T]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 3) The GRPO loss (pure) and one training step (model + optimizer).
+# ----------------------------------------------------------------------------------------------------------
+
+
+def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor | None, advantages: torch.Tensor,
+              completion_mask: torch.Tensor, ref_per_token_logps: torch.Tensor | None = None, beta: float = 0.0,
+              epsilon_low: float = 0.2, epsilon_high: float = 0.2, loss_type: str = "grpo",
+              normalizer: float | None = None) -> tuple[torch.Tensor, dict]:
+    """Clipped GRPO surrogate with an optional k3 KL penalty to a frozen reference.
+
+        ratio     = exp(logp - logp_old)
+        pg_loss1  = -A * ratio,   pg_loss2 = -A * clip(ratio, 1 - epsilon_low, 1 + epsilon_high)
+        kl        = exp(ref - logp) - (ref - logp) - 1                 (k3 estimator, >= 0)
+        loss_tok  = max(pg_loss1, pg_loss2) + beta * kl
+        "grpo":  loss = sum_n [ sum_t mask*loss_tok / sum_t mask ] / normalizer   (default normalizer N)
+        "dapo":  loss = sum_{n,t} mask*loss_tok / normalizer                      (default normalizer sum(mask))
+
+    per_token_logps, old_per_token_logps, ref_per_token_logps, completion_mask: [N, T]; advantages: [N].
+    old_per_token_logps=None means one update per generation batch: old = per_token_logps.detach(), ratio = 1,
+    gradient = -A * grad logp. `normalizer` lets micro-batches (and skipped samples) share one denominator.
+    Returns (loss, stats) with stats: clip_ratio (share of real tokens where the clip binds, i.e. ratio >
+    1 + epsilon_high with A > 0 or ratio < 1 - epsilon_low with A < 0: TRL's clip_ratio/region_mean), kl (mean
+    over real tokens; 0 when beta = 0), num_tokens (real completion tokens).
+    """
+    if old_per_token_logps is None:
+        old_per_token_logps = per_token_logps.detach()                      # num_iterations = 1
+    mask = completion_mask.to(per_token_logps)                              # [N, T]  same dtype and device
+    A = advantages.to(per_token_logps).unsqueeze(-1)                        # [N, 1]
+    ratio = torch.exp(per_token_logps - old_per_token_logps)                # [N, T]
+    pg_loss1 = -A * ratio                                                   # [N, T]
+    pg_loss2 = -A * torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)   # [N, T]
+    per_token_loss = torch.maximum(pg_loss1, pg_loss2)                      # [N, T]  pessimistic bound
+    kl = torch.zeros_like(per_token_loss)
+    if beta > 0:
+        delta = ref_per_token_logps - per_token_logps                       # [N, T]  ref - logp
+        kl = torch.exp(delta) - delta - 1                                   # [N, T]  k3 estimator
+        per_token_loss = per_token_loss + beta * kl
+    if loss_type == "grpo":
+        seq_loss = (per_token_loss * mask).sum(-1) / mask.sum(-1).clamp_min(1)    # [N]  mean over T per sequence
+        loss = seq_loss.sum() / (normalizer if normalizer is not None else len(seq_loss))  # mean over sequences
+    elif loss_type == "dapo":
+        total = (per_token_loss * mask).sum()                               # over all N*T real tokens
+        loss = total / (normalizer if normalizer is not None else mask.sum().clamp_min(1))
+    else:
+        raise ValueError(f"loss_type must be 'grpo' or 'dapo', got {loss_type!r}")
+    num_tokens = mask.sum().clamp_min(1)
+    stats = {"clip_ratio": ((pg_loss2 > pg_loss1).float() * mask).sum().item() / num_tokens.item(),
+             "kl": (kl.detach() * mask).sum().item() / num_tokens.item(), "num_tokens": int(mask.sum().item())}
+    return loss, stats
+
+
+def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model=None, *, beta: float = 0.0,
+              epsilon: float = 0.2, epsilon_high: float | None = None, loss_type: str = "grpo",
+              micro_batch_size: int = 8, max_grad_norm: float | None = 1.0, temperature: float = 1.0,
+              old_per_token_logps: torch.Tensor | None = None) -> dict:
+    """One GRPO update of `model` on one generation batch: skip zero-advantage rows, micro-batch, clip, step.
+
+    batch: pack_batch(...) of N rows; advantages: [N]; old_per_token_logps: [N, T] or None (num_iterations=1).
+    The loss is normalised over the whole batch (N sequences / all completion tokens, skipped rows included):
+    summing the micro-batch losses gives exactly the full-batch grpo_loss (module header, choice 5).
+    Settings (TRL names): beta (KL coefficient; 0.0 = no ref_model needed), epsilon / epsilon_high (clip range,
+    epsilon_high=None = symmetric), loss_type ("grpo" | "dapo"), micro_batch_size (rows per forward/backward,
+    bounds memory, like TRL's per_device_train_batch_size), max_grad_norm (None or 0 = no clipping), temperature
+    (the sampling temperature, so log-probs are those of the distribution that was sampled).
+    Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping),
+    num_skipped / frac_skipped (rows with advantage exactly 0), num_tokens (trained completion tokens).
+    """
+    if beta > 0 and ref_model is None:
+        raise ValueError("beta > 0 needs a ref_model (beta = 0.0 disables the reference model)")
+    N, device = len(advantages), next(model.parameters()).device
+    mask = batch["completion_mask"]                                                 # [N, T]
+    # 1) Skip rows with advantage exactly 0 (their group's rewards were all equal): no forward, no backward.
+    kept = (advantages != 0).nonzero().squeeze(-1)                                 # [N_kept]
+    kept = kept[mask[kept].sum(-1).argsort(stable=True)]                           # similar lengths together
+    # 2) One denominator for the whole batch, so skipping and micro-batching are exact (grpo_loss docstring).
+    normalizer = float(N) if loss_type == "grpo" else float(mask.sum().clamp_min(1))
+    optimizer.zero_grad(set_to_none=True)
+    stats = {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0, "num_tokens": 0}
+    for start in range(0, len(kept), micro_batch_size):
+        rows = kept[start:start + micro_batch_size]                                # [n] row indices
+        # 3) Forward the micro-batch (padding columns trimmed), reference under no_grad only when beta > 0.
+        mb = trim_padding({k: batch[k][rows].to(device) for k in ("input_ids", "attention_mask", "completion_mask")}
+                          | {"logits_to_keep": batch["logits_to_keep"]})
+        T_mb = mb["logits_to_keep"]
+        inputs = (mb["input_ids"], mb["attention_mask"], T_mb)
+        logps = per_token_logps(model, *inputs, temperature=temperature)           # [n, T_mb]
+        ref = None
+        if beta > 0:
+            with torch.no_grad():
+                ref = per_token_logps(ref_model, *inputs, temperature=temperature)  # [n, T_mb]
+        old = None if old_per_token_logps is None else old_per_token_logps[rows][:, :T_mb].to(logps)
+        # 4) Loss of this micro-batch over the shared denominator; gradients accumulate across micro-batches.
+        loss, mb_stats = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,
+                                   epsilon, epsilon if epsilon_high is None else epsilon_high, loss_type,
+                                   normalizer=normalizer)
+        loss.backward()
+        stats["loss"] += loss.item()
+        for key in ("kl", "clip_ratio"):                                           # token-weighted sums
+            stats[key] += mb_stats[key] * mb_stats["num_tokens"]
+        stats["num_tokens"] += mb_stats["num_tokens"]
+    for key in ("kl", "clip_ratio"):
+        stats[key] /= max(stats["num_tokens"], 1)
+    # 5) Clip the global gradient norm and step (no step at all if every row was skipped).
+    grad_norm = 0.0
+    if len(kept) > 0:
+        params = [p for p in model.parameters() if p.grad is not None]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))  # None/0: no clip
+        optimizer.step()
+    return stats | {"grad_norm": grad_norm, "num_skipped": N - len(kept), "frac_skipped": (N - len(kept)) / max(N, 1)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The calibration lesson, with numbers: `python grpo.py`
+# ----------------------------------------------------------------------------------------------------------
+
+
+def main():
+    torch.set_printoptions(precision=3, sci_mode=False)
+    cases = {"binary (correct / wrong)": torch.tensor([[1., 0, 0, 0], [1, 1, 1, 0]]),
+             "multi-level (partial credit)": torch.tensor([[1., 0.5, 0, 0], [0.5, 0.5, 0, 0]])}
+    for name, rewards in cases.items():                                        # [M=2, G=4]
+        calibrated = perception_calibration(rewards)
+        print(f"== {name}: rewards of agent 0 {rewards[0].tolist()}, of its peer {rewards[1].tolist()}")
+        print(f"   calibrated rewards of agent 0      {calibrated[0]}")
+        print(f"   std advantages without calibration {group_advantages(rewards)[0]}")
+        print(f"   std advantages with calibration    {group_advantages(calibrated)[0]}")
+
+
+if __name__ == "__main__":
+    main()
