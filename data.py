@@ -1,0 +1,362 @@
+"""
+data.py — the benchmarks of the ILR paper and a synthetic task, all in one record schema.
+
+Where it sits in ILR (arXiv 2509.26306): training questions for the co-training loop (ilr.py; the paper trains on
+MATH), the validation set for each model's ability γ (irt.py; the paper uses 1,000 held-out MATH questions), and
+the test sets each trained model is evaluated on alone (evaluate.py): GSM8K, MATH-500, Minerva Math,
+OlympiadBench, AIME 2024 + 2025 — the paper's five-benchmark "Avg" — and MBPP (code, out of domain).
+
+Every loader returns plain dicts of one shape:
+
+    {"id": str, "question": str, "answer": str, "kind": "math" | "code", "meta": dict}
+
+- math: `answer` is the gold final answer as text; `meta["solution"]` the gold worked solution where the
+  benchmark has one, `meta["level"]` (MATH 1–5, synthetic = number of reasoning steps), `meta["benchmark"]`.
+- code (MBPP): `question` is the problem text, `answer` the reference code; `meta` holds `tests` (assert lines),
+  `setup_code`, `challenge_tests`, `entry_point` (the function the tests call) and `task_id`.
+
+Sources. By default each benchmark comes from the Hugging Face Hub (`HUB` below names the dataset of each;
+needs `pip install datasets` and a network). With `data_dir=` (a folder laid out like ../shared/data) or
+`data_file=` (one JSONL / JSON file in the benchmark's own format) nothing leaves the machine: that is how the
+tests and CI run.
+
+    import data
+    gsm8k = data.load_benchmark("gsm8k", data_dir="../shared/data")          # 1319 records
+    train = data.synthetic_problems(100, seed=0, levels=(1, 2))               # offline, difficulty known
+
+Gold answers, per benchmark (see ../shared/data/SOURCES.md for the quirks):
+1. GSM8K: the text after `####` in the solution, commas removed ("1,000" → "1000").
+2. MATH, MATH-500, Minerva: the last `\\boxed{...}` of the solution, nested braces kept (MATH-500 also has an
+   `answer` field; we take it as given — it equals the last box).
+3. AIME: the answer as given ("025" stays "025"; the grader compares numbers, so 025 = 25).
+4. AMC23: a float in the file (27.0); we keep "27.0" and the grader compares numbers.
+5. OlympiadBench: `final_answer` is a list of one string, which may hold several answers ('$69$,$84$');
+   `meta["answers"]` is the list of answers (split at '$,$', outer `$` removed), `answer` joins it with ", ".
+6. MBPP: the test split is task ids 11–510 (500 tasks), per the google-research README; the sanitized set keeps
+   its test-split tasks (257).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad benchmark input; the message is one line naming the file, line and field."""
+
+
+# Hugging Face Hub dataset of each benchmark: (dataset id, config, split). Used only without data_dir/data_file.
+HUB = {
+    "gsm8k": ("openai/gsm8k", "main", "test"),
+    "math": ("DigitalLearningGmbH/MATH-lighteval", "default", "test"),
+    "math500": ("HuggingFaceH4/MATH-500", None, "test"),
+    "aime24": ("HuggingFaceH4/aime_2024", None, "train"),
+    "aime25": ("math-ai/aime25", None, "test"),
+    "amc23": ("math-ai/amc23", None, "test"),
+    "minerva_math": ("math-ai/minervamath", None, "test"),
+    "olympiadbench": ("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train"),
+    "mbpp": ("google-research-datasets/mbpp", "full", "test"),
+    "mbpp_sanitized": ("google-research-datasets/mbpp", "sanitized", "test"),
+}
+
+# Local layout (the one of ../shared/data): benchmark → file under data_dir, for split "test" / "train".
+LOCAL = {
+    "gsm8k": "gsm8k/{split}.jsonl",
+    "math": "math/{split}.jsonl",
+    "math500": "math500/test.jsonl",
+    "aime24": "aime24/test.jsonl",
+    "aime25": "aime25/test.jsonl",
+    "amc23": "amc23/test.jsonl",
+    "minerva_math": "minerva_math/test.jsonl",
+    "olympiadbench": "olympiadbench/test.jsonl",
+    "mbpp": "mbpp/mbpp.jsonl",
+    "mbpp_sanitized": "mbpp/sanitized-mbpp.json",
+}
+BENCHMARKS = tuple(LOCAL) + ("synthetic",)
+MBPP_TEST_IDS = range(11, 511)  # google-research MBPP README: 1–10 few-shot, 11–510 test, 511–600 validation
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Answer extraction used for gold answers (the evaluator uses the same function on model output)
+# ----------------------------------------------------------------------------------------------------------
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last `\boxed{...}` (or `\fbox{...}`) in `text`, nested braces kept; None if there is none.
+
+    >>> last_boxed(r"so $x = \boxed{\frac{\sqrt{2}}{2}}$ and not \boxed{3}")
+    '3'
+    >>> last_boxed(r"\boxed{\frac{\sqrt{2}}{2}}")
+    '\\frac{\\sqrt{2}}{2}'
+    >>> last_boxed(r"\boxed 5.") is None, last_boxed("no box") is None
+    (False, True)
+    """
+    boxed, fbox = text.rfind("\\boxed"), text.rfind("\\fbox")
+    if max(boxed, fbox) < 0:
+        return None
+    rest = text[boxed + len("\\boxed"):] if boxed > fbox else text[fbox + len("\\fbox"):]
+    if rest.startswith(" "):                     # `\boxed 5` (no braces): the token after the space
+        token = rest[1:].split("$")[0].split()
+        return token[0].rstrip(".,") if token else None
+    if not rest.startswith("{"):
+        return None
+    depth = 0
+    for i, ch in enumerate(rest):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth == 0:
+            return rest[1:i].strip()
+    return None                                  # unbalanced braces: no answer
+
+
+def gsm8k_gold(solution: str) -> str:
+    """The number after `####`, commas removed.
+
+    >>> gsm8k_gold("She makes 9 * 2 = $<<9*2=18>>18.\\n#### 1,018")
+    '1018'
+    """
+    if "####" not in solution:
+        raise ValueError("no '####' in the GSM8K solution")
+    return solution.split("####")[-1].strip().replace(",", "")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading files, with errors that name the file, the line and the field
+# ----------------------------------------------------------------------------------------------------------
+
+def read_records(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) pairs from a JSONL file, or from a JSON file holding a list (line = index + 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        if not isinstance(rows, list):
+            raise DataError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
+        pairs = list(enumerate(rows, 1))
+    else:
+        pairs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append((number, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{number}: malformed JSON ({e.msg} at column {e.colno})") from None
+    for number, row in pairs:
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+    return pairs
+
+
+def _field(row: dict, where: str, *names: str):
+    """The first of `names` present in `row` (local files and the Hub name some fields differently)."""
+    for name in names:
+        if name in row and row[name] is not None:
+            return row[name]
+    raise DataError(f"{where}: missing field {' or '.join(repr(n) for n in names)}")
+
+
+def _record(id, question, answer, kind="math", **meta) -> dict:
+    return {"id": str(id), "question": question, "answer": str(answer), "kind": kind, "meta": meta}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One converter per benchmark: raw row → record. `where` is "file:line" for error messages.
+# ----------------------------------------------------------------------------------------------------------
+
+def _gsm8k(row, where, index):
+    solution = _field(row, where, "answer")
+    try:
+        gold = gsm8k_gold(solution)
+    except ValueError:
+        raise DataError(f"{where}: field 'answer' has no '#### <number>' line") from None
+    return _record(index, _field(row, where, "question"), gold, solution=solution, benchmark="gsm8k")
+
+
+def _boxed_math(benchmark):
+    def convert(row, where, index):
+        solution = _field(row, where, "solution")
+        gold = row.get("answer") if benchmark == "math500" else None
+        gold = gold if gold is not None else last_boxed(solution)
+        if gold is None:
+            raise DataError(f"{where}: field 'solution' has no \\boxed{{}} answer")
+        level = row.get("level")
+        if isinstance(level, str):                                   # MATH: "Level 3" (or "Level ?")
+            level = int(level.split()[-1]) if level.split()[-1].isdigit() else None
+        id = row.get("unique_id", row.get("idx", index))
+        return _record(id, _field(row, where, "problem", "question"), gold, solution=solution, level=level,
+                       type=row.get("type", row.get("subject")), benchmark=benchmark)
+    return convert
+
+
+def _answer_only(benchmark):
+    def convert(row, where, index):
+        answer = _field(row, where, "answer")
+        if isinstance(answer, float) and benchmark == "aime25":
+            answer = int(answer)
+        return _record(row.get("id", index), _field(row, where, "problem", "question"), answer,
+                       solution=row.get("solution"), benchmark=benchmark)
+    return convert
+
+
+def _olympiadbench(row, where, index):
+    answers = _field(row, where, "final_answer")
+    if not isinstance(answers, list) or not answers:
+        raise DataError(f"{where}: field 'final_answer' must be a non-empty list of strings")
+    # '$69$,$84$' is one list element holding two answers: split at '$,$', then drop the math-mode dollars.
+    answers = [part.strip().strip("$").strip() for a in answers for part in re.split(r"\$\s*,\s*\$", str(a))]
+    solution = row.get("solution")
+    solution = "\n".join(solution) if isinstance(solution, list) else solution
+    question = _field(row, where, "question")
+    if row.get("context"):
+        question = f"{row['context']}\n\n{question}"
+    return _record(row.get("id", index), question, ", ".join(answers), solution=solution, answers=answers,
+                   multiple=bool(row.get("is_multiple_answer")), unit=row.get("unit"),
+                   answer_type=row.get("answer_type"), benchmark="olympiadbench")
+
+
+def entry_point(test: str) -> str | None:
+    """The function an MBPP assert calls: `assert math.isclose(area(2), 4)` → 'area'.
+
+    >>> entry_point("assert set(similar_elements((3, 4), (5, 4))) == set((4,))")
+    'similar_elements'
+    """
+    builtins = {"set", "sorted", "list", "tuple", "abs", "round", "math", "isclose", "str", "int", "float",
+                "len", "dict", "frozenset", "all", "any", "sum", "min", "max"}
+    for name in re.findall(r"([A-Za-z_][A-Za-z_0-9]*)\s*\(", test):
+        if name not in builtins:
+            return name
+    return None
+
+
+def _mbpp(benchmark):
+    def convert(row, where, index):
+        task_id = int(_field(row, where, "task_id"))
+        tests = _field(row, where, "test_list")
+        if not isinstance(tests, list) or not tests:
+            raise DataError(f"{where}: field 'test_list' must be a non-empty list of assert strings")
+        imports = row.get("test_imports") or []
+        setup = "\n".join(list(imports) + [row.get("test_setup_code") or ""]).strip()
+        return _record(task_id, _field(row, where, "text", "prompt"), _field(row, where, "code"), kind="code",
+                       tests=tests, setup_code=setup, challenge_tests=row.get("challenge_test_list") or [],
+                       entry_point=entry_point(tests[0]), task_id=task_id, benchmark=benchmark)
+    return convert
+
+
+CONVERTERS = {
+    "gsm8k": _gsm8k,
+    "math": _boxed_math("math"),
+    "math500": _boxed_math("math500"),
+    "minerva_math": _boxed_math("minerva_math"),
+    "aime24": _answer_only("aime24"),
+    "aime25": _answer_only("aime25"),
+    "amc23": _answer_only("amc23"),
+    "olympiadbench": _olympiadbench,
+    "mbpp": _mbpp("mbpp"),
+    "mbpp_sanitized": _mbpp("mbpp_sanitized"),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------
+
+def _hub_rows(name: str, split: str) -> list[tuple[str, dict]]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"loading {name!r} from the Hugging Face Hub needs `pip install datasets` "
+                        f"(or pass a local --data-dir / --data-file)") from None
+    repo, config, hub_split = HUB[name]
+    if name in ("gsm8k", "math") and split == "train":
+        hub_split = "train"
+    try:
+        rows = datasets.load_dataset(repo, config, split=hub_split)
+    except Exception as e:  # offline, unknown id, changed layout: say which and what works instead
+        raise DataError(f"cannot load {name!r} from the Hub ({repo}): {str(e).splitlines()[0][:160]}; "
+                        f"pass --data-dir DIR (layout of shared/data) or --data-file FILE") from None
+    return [(f"{repo}[{i}]", dict(row)) for i, row in enumerate(rows)]
+
+
+def load_benchmark(name: str, data_dir=None, data_file=None, limit: int | None = None,
+                   split: str = "test", seed: int = 0) -> list[dict]:
+    """Records of benchmark `name` (see BENCHMARKS), in file order; `limit` keeps the first `limit`.
+
+    `split` ("test" or "train") matters for gsm8k and math only. "synthetic" needs no file: it makes `limit`
+    problems (default 500) from `seed`, test and train being different seeds.
+    """
+    if name not in BENCHMARKS:
+        raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    if split not in ("test", "train"):
+        raise DataError(f"unknown split {split!r}; choose 'test' or 'train'")
+    if name == "synthetic":
+        return synthetic_problems(limit or 500, seed=seed + (0 if split == "test" else 1_000_003))
+    if data_file is not None:
+        rows = [(f"{data_file}:{n}", row) for n, row in read_records(data_file)]
+    elif data_dir is not None:
+        path = Path(data_dir) / LOCAL[name].format(split=split)
+        rows = [(f"{path}:{n}", row) for n, row in read_records(path)]
+    else:
+        rows = _hub_rows(name, split)
+    records = [CONVERTERS[name](row, where, i) for i, (where, row) in enumerate(rows)]
+    if name.startswith("mbpp") and split == "test":
+        records = [r for r in records if r["meta"]["task_id"] in MBPP_TEST_IDS]
+    return records[:limit] if limit else records
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Synthetic arithmetic word problems: difficulty known by construction
+# ----------------------------------------------------------------------------------------------------------
+# OURS: the demo and the tests need data that is offline, tiny and whose difficulty is known, so that the
+# self-ranked difficulty D_q (irt.py) can be checked against the truth. A level-k problem takes k arithmetic
+# steps; each step is one sentence and one line of the worked solution.
+
+NAMES = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack", "Kira", "Liam"]
+ITEMS = ["apples", "marbles", "stickers", "books", "coins", "pencils", "cards", "shells"]
+
+
+def _step(rng: random.Random, value: int, name: str, item: str) -> tuple[int, str, str]:
+    """One reasoning step: (new value, sentence of the story, line of the solution)."""
+    kinds = ["add", "sub", "mul"] if value <= 30 else ["add", "sub"]
+    kind = rng.choice(kinds if value > 1 else ["add", "mul"])
+    if kind == "add":
+        k = rng.randint(2, 9)
+        return value + k, f"Then {name} gets {k} more {item}.", f"{value} + {k} = {value + k}"
+    if kind == "sub":
+        k = rng.randint(1, min(9, value - 1))
+        return value - k, f"Then {name} gives away {k} {item}.", f"{value} - {k} = {value - k}"
+    k = rng.randint(2, 3)
+    word = {2: "doubles", 3: "triples"}[k]
+    return value * k, f"Then {name} {word} the number of {item}.", f"{value} * {k} = {value * k}"
+
+
+def synthetic_problem(rng: random.Random, steps: int, index: int) -> dict:
+    """One word problem that takes exactly `steps` arithmetic steps."""
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    value = rng.randint(2, 12)
+    story, solution = [f"{name} has {value} {item}."], []
+    for _ in range(steps):
+        value, sentence, line = _step(rng, value, name, item)
+        story.append(sentence)
+        solution.append(line)
+    story.append(f"How many {item} does {name} have now?")
+    worked = "\n".join(solution) + f"\nThe answer is $\\boxed{{{value}}}$."
+    return _record(f"synthetic-{steps}-{index}", " ".join(story), value, solution=worked, level=steps,
+                   benchmark="synthetic")
+
+
+def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[dict]:
+    """`n` problems, levels cycling through `levels`; the same seed gives the same problems.
+
+    >>> p = synthetic_problems(2, seed=0, levels=(1,))[0]
+    >>> p["meta"]["level"], p["kind"], p["answer"] == p["meta"]["solution"].split("{")[-1].split("}")[0]
+    (1, 'math', True)
+    """
+    rng = random.Random(seed)
+    return [synthetic_problem(rng, levels[i % len(levels)], i) for i in range(n)]

