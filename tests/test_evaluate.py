@@ -1,0 +1,325 @@
+"""Tests for evaluate.py: answer extraction, equivalence, code grading, pass@k, oracle CLI runs, tiny model.
+
+Fast: no real model (llm.tiny_model only), tiny data files written in tmp_path.
+"""
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import evaluate  # noqa: E402
+from evaluate import (answers_match, extract_answer, extract_boxed, extract_code, grade_code,  # noqa: E402
+                      grade_math, grade_record, pass_at_k, reward)
+
+# ------------------------------------------------------------------------------------------ answer extraction
+
+
+def test_extract_boxed_keeps_nested_braces():
+    assert extract_boxed(r"so \boxed{\frac{\sqrt{2}}{2}} done") == r"\frac{\sqrt{2}}{2}"
+
+
+def test_extract_boxed_takes_the_last_box_of_several():
+    assert extract_boxed(r"\boxed{1} no wait \boxed{2}, final: \boxed{3}") == "3"
+    assert extract_boxed(r"\boxed{1} then \fbox{2}") == "2"
+    assert extract_boxed(r"\fbox{9} then \boxed{4}") == "4"
+
+
+def test_extract_boxed_reads_the_other_box_spellings():
+    assert extract_boxed(r"the answer is \boxed 7.") == "7"
+    assert extract_boxed(r"\framebox{204} minutes") == "204"
+    assert extract_boxed(r"\framebox[2cm][c]{5}") == "5"
+    assert extract_boxed(r"\boxed {12}") == "12"
+
+
+def test_extract_boxed_without_a_complete_box_gives_none():
+    assert extract_boxed("no box at all") is None
+    assert extract_boxed(r"\boxed{\frac{1}{2}") is None          # unbalanced
+    assert extract_boxed(r"\boxedx") is None                     # not the macro
+
+
+def test_fallbacks_in_order_box_then_hashes_then_answer_is():
+    assert extract_answer("blah #### 18") == ("18", "hashes")
+    assert extract_answer("Thus, the final answer is: 42.") == ("42", "answer_is")
+    assert extract_answer(r"The answer is 5. \boxed{6}") == ("6", "boxed")
+
+
+def test_last_number_fallback_only_for_plain_number_benchmarks():
+    text = "First 3 apples, then 4 more, so 7 apples in total."
+    assert extract_answer(text, "gsm8k") == ("7", "last_number")
+    assert extract_answer(text, "synthetic") == ("7", "last_number")
+    assert extract_answer(text, "math500") == (None, "none")
+    assert extract_answer(text, "aime24") == (None, "none")
+    assert extract_answer(text) == (None, "none")
+
+
+# ---------------------------------------------------------------------------------------------- equivalence
+
+@pytest.mark.parametrize("gold, prediction", [
+    ("1/2", r"\frac{1}{2}"), (r"\frac{1}{2}", "0.5"), ("0.5", "1/2"), (r"\frac12", r"\dfrac{1}{2}"),
+    (r"\frac{1}{2}", r"\tfrac12"), ("025", "25"), ("25", "025"), ("27.0", "27"), ("1000", "1,000"),
+    ("1000", r"1{,}000"), ("1000", r"1\,000"), (r"\frac{\sqrt{2}}{2}", r"\frac{\sqrt2}{2}"), ("18", r"\$18"),
+    ("8", r"8\%"), (r"8 \%", "8"), ("10", r"10 \text{ cm}"), ("10", r"10\text{ cm}^2"), ("12", "12 apples"),
+    ("90", r"90^\circ"), (r"90^{\circ}", "90"), (r"\left( 3, \frac{\pi}{2} \right)", r"(3, \frac{\pi}{2})"),
+    ("x^2+2x", "x(x+2)"), (r"\text{Monday}", "Monday"), ("2 n", "2n"), ("4.25", "4.250"), ("-3", "-3.0"),
+])
+def test_equivalent_forms_match(gold, prediction):
+    assert answers_match(gold, prediction)
+
+
+@pytest.mark.parametrize("gold, prediction", [
+    ("12", "13"), ("12345", "12346"), ("1/2", "0.51"), ("2", r"2\pi"), ("2", "2 pi"), ("5", "5x"),
+    (r"\frac{1}{2}", r"\frac{2}{1}"), ("(1,2)", "(2,1)"), ("10", ""),
+])
+def test_different_answers_do_not_match(gold, prediction):
+    assert not answers_match(gold, prediction)
+
+
+def test_grade_math_reads_the_last_box_and_reports_how():
+    grade = grade_math(r"maybe \boxed{3}... no: \boxed{\dfrac{1}{2}}", "0.5")
+    assert grade.correct and grade.extracted == r"\dfrac{1}{2}" and grade.detail == "boxed"
+    assert not grade_math(r"\boxed{0.5} hmm, actually \boxed{3}", "0.5").correct
+
+
+def test_no_answer_is_incorrect_with_a_reason():
+    for completion in ["I am not sure.", "", "   ", None, 42]:
+        grade = grade_math(completion, "7")
+        assert (grade.correct, grade.extracted, grade.reason) == (False, None, "no_answer")
+
+
+def test_wrong_answer_has_reason_wrong():
+    assert grade_math(r"\boxed{8}", "7").reason == "wrong"
+
+
+def test_gsm8k_solution_format_is_graded():
+    assert grade_math("She makes 9 * 2 = $<<9*2=18>>18.\n#### 18", "18", "gsm8k").correct
+    assert grade_math("So she earns $1,018 in total.", "1018", "gsm8k").correct
+
+
+def test_aime_and_amc_answers_compare_as_numbers():
+    assert grade_math(r"\boxed{25}", "025", "aime24").correct
+    assert grade_math(r"\boxed{27}", "27.0", "amc23").correct
+    assert not grade_math(r"\boxed{26}", "27.0", "amc23").correct
+
+
+def test_olympiadbench_list_answers_match_in_any_order():
+    record = {"kind": "math", "answer": "-2, -1, 1, 2",
+              "meta": {"benchmark": "olympiadbench", "answers": ["-2,-1,1,2"], "multiple": True}}
+    assert grade_record(r"\boxed{2, 1, -1, -2}", record).correct
+    assert not grade_record(r"\boxed{2, 1, -1}", record).correct
+    assert not grade_record(r"\boxed{2, 1, -1, 3}", record).correct
+    several = {"kind": "math", "answer": r"\frac{32}{9}, \frac{1}{2}",
+               "meta": {"benchmark": "olympiadbench", "answers": [r"\frac{32}{9}", r"\frac{1}{2}"],
+                        "multiple": True}}
+    assert grade_record(r"\boxed{0.5, \frac{32}{9}}", several).correct
+    tuples = {"kind": "math", "answer": "(1,1), (3,2)",
+              "meta": {"benchmark": "olympiadbench", "answers": ["(1,1), (3,2)"], "multiple": True}}
+    assert grade_record(r"\boxed{(3,2), (1,1)}", tuples).correct
+    assert not grade_record(r"\boxed{(2,3), (1,1)}", tuples).correct
+
+
+def test_pathological_answers_return_quickly_and_never_raise():
+    start = time.monotonic()
+    for completion in [r"\boxed{9^{9^{9^{9}}}}", r"\boxed{" + "(" * 5000 + "}", "\\boxed{" + "x" * 100_000 + "}",
+                       r"\boxed{\frac{1}{0}}", "\\boxed{\x00}"]:
+        grade = grade_math(completion, "1")
+        assert grade.correct is False
+    assert time.monotonic() - start < 30
+
+
+def test_grading_from_a_worker_thread_does_not_raise():
+    """math-verify's timeouts use signal.alarm (main thread only); other threads must still be graded."""
+    grades = []
+    worker = threading.Thread(target=lambda: grades.extend([grade_math(r"\boxed{\frac{1}{2}}", "0.5"),
+                                                            grade_math(r"\boxed{x+1}", "1+x"),
+                                                            grade_math(r"\boxed{3}", "4")]))
+    worker.start()
+    worker.join(timeout=120)
+    assert [g.correct for g in grades] == [True, True, False]
+
+
+# ---------------------------------------------------------------------------------------------------- code
+
+MBPP_RECORD = {"id": "2", "kind": "code", "question": "Write a function to add two numbers.",
+               "answer": "def add(a, b):\n    return a + b",
+               "meta": {"tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-1, 1) == 0"],
+                        "setup_code": "", "entry_point": "add", "benchmark": "mbpp", "task_id": 2}}
+
+
+def test_extract_code_prefers_the_block_defining_the_entry_point():
+    completion = "```python\nprint(add(1, 2))\n```\nand\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    assert extract_code(completion, "add").startswith("def add")
+    assert extract_code("```\ndef add(a, b): return a + b\n```", "add").startswith("def add")
+    assert extract_code("```python\ndef add(a, b):\n    return a + b", "add").startswith("def add")  # cut off
+
+
+def test_extract_code_falls_back_to_the_whole_text_only_if_it_parses():
+    assert extract_code("def add(a, b): return a + b", "add") == "def add(a, b): return a + b"
+    assert extract_code("The function adds the numbers.", "add") is None
+
+
+def test_grade_code_runs_all_the_asserts():
+    assert grade_code("```python\ndef add(a, b):\n    return a + b\n```", MBPP_RECORD).correct
+    wrong = grade_code("```python\ndef add(a, b):\n    return a + b if a else 7\n```", MBPP_RECORD)
+    assert (wrong.correct, wrong.reason) == (False, "assertion")
+    assert grade_code("no code", MBPP_RECORD).reason == "no_code"
+
+
+def test_grade_code_sys_exit_before_the_asserts_is_not_a_pass():
+    grade = grade_code("```python\nimport sys\ndef add(a, b):\n    return 0\nsys.exit(0)\n```", MBPP_RECORD)
+    assert (grade.correct, grade.reason) == (False, "error")
+
+
+def test_setup_code_runs_after_the_candidate_code():
+    """MBPP task 367's setup code builds Node objects of the class the solution defines."""
+    record = {"id": "367", "kind": "code", "question": "", "answer": "",
+              "meta": {"tests": ["assert depth(root) == 2"], "setup_code": "root = Node(1)\nroot.left = Node(2)",
+                       "entry_point": "depth"}}
+    code = ("class Node:\n    def __init__(self, v):\n        self.v, self.left, self.right = v, None, None\n"
+            "def depth(n):\n    return 0 if n is None else 1 + max(depth(n.left), depth(n.right))\n")
+    assert grade_code(f"```python\n{code}```", record).correct
+
+
+def test_reward_is_one_or_zero_for_both_kinds():
+    math_record = {"kind": "math", "answer": "4", "meta": {"benchmark": "math500"}}
+    assert reward(r"so \boxed{4}", math_record) == 1.0
+    assert reward(r"so \boxed{5}", math_record) == 0.0
+    assert reward("```python\ndef add(a, b):\n    return a + b\n```", MBPP_RECORD) == 1.0
+    assert reward("```python\ndef add(a, b):\n    return a - b\n```", MBPP_RECORD) == 0.0
+
+
+def test_code_prompt_has_the_problem_and_only_the_first_test():
+    prompt = evaluate.test_prompt(MBPP_RECORD)
+    assert MBPP_RECORD["question"] in prompt and "assert add(1, 2) == 3" in prompt
+    assert "assert add(0, 0) == 0" not in prompt and "```python" in prompt
+
+
+# ---------------------------------------------------------------------------------------------------- pass@k
+
+def test_pass_at_k_by_hand():
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)      # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(10, 1, 1) == pytest.approx(0.1)
+    assert pass_at_k(10, 3, 5) == pytest.approx(1 - 21 / 252)   # 1 - C(7,5)/C(10,5)
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 4, 1) == 1.0 and pass_at_k(4, 1, 4) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+
+
+def test_derangement_moves_every_item_and_is_deterministic():
+    for n in (2, 3, 10, 101):
+        partner = evaluate.derangement(n, seed=1)
+        assert sorted(partner) == list(range(n)) and all(partner[i] != i for i in range(n))
+        assert partner == evaluate.derangement(n, seed=1)
+
+
+def test_paper_average_pools_aime_and_needs_all_five():
+    summaries = {"gsm8k": {"items": 10, "pass@1": 50.0}, "math500": {"items": 10, "pass@1": 40.0},
+                 "minerva_math": {"items": 10, "pass@1": 30.0}, "olympiadbench": {"items": 10, "pass@1": 20.0},
+                 "aime24": {"items": 30, "pass@1": 10.0}}
+    assert evaluate.paper_average(evaluate.pool_summaries(summaries, 1)) is None       # aime25 missing
+    summaries["aime25"] = {"items": 30, "pass@1": 0.0}
+    pooled = evaluate.pool_summaries(summaries, 1)
+    assert pooled["aime"]["items"] == 60 and pooled["aime"]["pass@1"] == 5.0
+    assert evaluate.paper_average(pooled) == pytest.approx((50 + 40 + 30 + 20 + 5) / 5)
+
+
+# ------------------------------------------------------------------------------------------ end-to-end (CLI)
+
+GSM8K_ROWS = [{"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = <<{a}+{b}={a + b}>>{a + b}\n#### {a + b}"}
+              for a, b in [(1, 2), (10, 20), (300, 700), (5, 6), (7, 9)]]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_oracle_gold_scores_100_and_shuffled_scores_0(tmp_path, capsys):
+    data_file = write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K_ROWS)
+    gold = evaluate.main(["--oracle", "gold", "--benchmarks", "gsm8k", "--data-file", str(data_file),
+                          "--out", str(tmp_path / "gold")])
+    assert gold["benchmarks"]["gsm8k"]["pass@1"] == 100.0
+    shuffled = evaluate.main(["--oracle", "shuffled", "--benchmarks", "gsm8k", "--data-file", str(data_file),
+                              "--out", str(tmp_path / "shuffled")])
+    assert shuffled["benchmarks"]["gsm8k"]["pass@1"] == 0.0
+    rows = evaluate.read_jsonl(tmp_path / "gold" / "gsm8k.jsonl")
+    assert len(rows) == 5 and {"prompt", "completion", "extracted", "gold", "correct", "reason"} <= set(rows[0])
+    assert json.loads((tmp_path / "gold" / "summary.json").read_text())["benchmarks"]["gsm8k"]["items"] == 5
+    assert "pass@1" in capsys.readouterr().out
+
+
+def test_cli_oracle_on_mbpp_runs_the_reference_code(tmp_path):
+    rows = [{"text": "Add.", "code": "def add(a, b):\r\n    return a + b", "task_id": 11, "test_setup_code": "",
+             "test_list": ["assert add(1, 2) == 3"], "challenge_test_list": []},
+            {"text": "Mul.", "code": "def mul(a, b):\r\n    return a * b", "task_id": 12, "test_setup_code": "",
+             "test_list": ["assert mul(2, 3) == 6"], "challenge_test_list": []}]
+    data_file = write_jsonl(tmp_path / "mbpp.jsonl", rows)
+    gold = evaluate.main(["--oracle", "gold", "--benchmarks", "mbpp", "--data-file", str(data_file),
+                          "--out", str(tmp_path / "g")])
+    shuffled = evaluate.main(["--oracle", "shuffled", "--benchmarks", "mbpp", "--data-file", str(data_file),
+                              "--out", str(tmp_path / "s")])
+    assert gold["benchmarks"]["mbpp"]["pass@1"] == 100.0 and shuffled["benchmarks"]["mbpp"]["pass@1"] == 0.0
+
+
+def test_cli_resume_skips_finished_items_and_refuses_to_overwrite(tmp_path):
+    data_file = write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K_ROWS)
+    out = tmp_path / "run"
+    common = ["--oracle", "gold", "--benchmarks", "gsm8k", "--data-file", str(data_file), "--out", str(out)]
+    first = evaluate.main(common + ["--limit", "2"])
+    assert first["benchmarks"]["gsm8k"]["new_items"] == 2
+    with pytest.raises(SystemExit):                                   # would overwrite: refused
+        evaluate.main(common)
+    with open(out / "gsm8k.jsonl", "a") as f:                         # an interrupted write: a torn last line
+        f.write('{"id": "4", "trunc')
+    second = evaluate.main(common + ["--resume"])
+    assert second["benchmarks"]["gsm8k"]["new_items"] == 3 and second["benchmarks"]["gsm8k"]["items"] == 5
+    ids = [r["id"] for r in evaluate.read_jsonl(out / "gsm8k.jsonl")]
+    assert sorted(ids) == ["0", "1", "2", "3", "4"]
+    third = evaluate.main(common + ["--resume"])
+    assert third["benchmarks"]["gsm8k"]["new_items"] == 0 and third["benchmarks"]["gsm8k"]["pass@1"] == 100.0
+
+
+def test_cli_rejects_unknown_modes(tmp_path):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--oracle", "gold", "--mode", "debate", "--benchmarks", "gsm8k", "--out", str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------- tiny model runs
+
+def test_evaluate_model_with_the_tiny_model_writes_one_line_per_item(tmp_path):
+    import data
+    import llm
+
+    model, tokenizer = llm.tiny_model()
+    records = data.synthetic_problems(3, seed=0, levels=(1, 2))
+    summary = evaluate.evaluate_model(model, tokenizer, records, max_new_tokens=8, batch_size=2,
+                                      out_path=tmp_path / "synthetic.jsonl", name="synthetic")
+    assert summary["items"] == 3 and 0.0 <= summary["pass@1"] <= 100.0
+    assert set(summary["pass@1_by_level"]) == {"1", "2"}
+    rows = evaluate.read_jsonl(tmp_path / "synthetic.jsonl")
+    assert [r["id"] for r in rows] and len(rows) == 3
+    assert all(0 < r["completion_tokens"] <= 8 and r["reason"] in evaluate.MATH_REASONS for r in rows)
+
+
+def test_evaluate_model_pass_at_k_with_samples(tmp_path):
+    import data
+    import llm
+
+    model, tokenizer = llm.tiny_model()
+    records = data.synthetic_problems(2, seed=0, levels=(1,))
+    summary = evaluate.evaluate_model(model, tokenizer, records, samples=3, temperature=1.0, max_new_tokens=4,
+                                      batch_size=6)
+    assert {"pass@1", "pass@2", "pass@3"} <= set(summary)
+    with pytest.raises(ValueError):
+        evaluate.evaluate_model(model, tokenizer, records, samples=3, temperature=0.0)
+
+
+def test_cli_with_the_tiny_model(tmp_path):
+    result = evaluate.main(["--model", "tiny", "--benchmarks", "synthetic", "--limit", "2", "--max-new-tokens",
+                            "4", "--out", str(tmp_path)])
+    assert result["benchmarks"]["synthetic"]["items"] == 2
