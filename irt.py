@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 import llm  # generate(...) is looked up at call time, so tests can monkeypatch it
 
@@ -83,8 +84,7 @@ def irt_probability(ability, difficulty, scale: float = IRT_SCALE):
     >>> irt_probability(0.2, np.array([0.0, 0.2, 1.0])).round(4).tolist()
     [0.5842, 0.5, 0.2042]
     """
-    if "torch" in sys.modules and any(isinstance(v, sys.modules["torch"].Tensor) for v in (ability, difficulty)):
-        torch = sys.modules["torch"]
+    if isinstance(ability, torch.Tensor) or isinstance(difficulty, torch.Tensor):
         return 1.0 / (1.0 + torch.exp(-scale * (torch.as_tensor(ability) - torch.as_tensor(difficulty))))
     with np.errstate(over="ignore"):  # exp overflow -> inf -> P = 0, which is the right limit
         p = 1.0 / (1.0 + np.exp(-scale * (np.asarray(ability, float) - np.asarray(difficulty, float))))
@@ -515,8 +515,6 @@ def load_questions(cfg: ValidateConfig) -> tuple[list[dict], list[dict]]:
 
 def validate(cfg: ValidateConfig) -> dict:
     """Rank a benchmark sample, correlate D_q with the known level (and failure rate), measure gamma, split modes."""
-    import torch
-
     torch.set_num_threads(cfg.threads)
     model, tokenizer = llm.tiny_model() if cfg.model == "tiny" else llm.load_model(cfg.model)
     ranked, held_out = load_questions(cfg)

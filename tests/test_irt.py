@@ -190,6 +190,19 @@ def test_self_rank_with_the_tiny_model_counts_garbage_and_hits_the_cache(tiny, t
     assert (tmp_path / "self_rank" / f"{irt.model_identity(model)}.json").exists()
 
 
+def test_model_identity_changes_when_the_weights_change(tiny):
+    model, _ = tiny
+    before = irt.model_identity(model)
+    assert before.startswith("tiny-0") and irt.model_identity(model) == before
+    first = next(model.parameters())
+    original = first[0, 0].item()
+    with torch.no_grad():
+        first[0, 0] = original + 1.0  # one "training step"
+        after = irt.model_identity(model)
+        first[0, 0] = original  # restore the shared fixture
+    assert after != before and irt.model_identity(model) == before
+
+
 def test_a_group_of_one_is_not_asked_and_gets_half(tiny, monkeypatch):
     calls = []
 
