@@ -1,0 +1,663 @@
+"""
+ilr.py — the ILR co-training loop, in one file (Interactive Learning for LLM Reasoning, arXiv 2509.26306).
+
+    python ilr.py --preset demo                               # 2 x SmolLM2-135M on the synthetic task, CPU
+    python ilr.py --preset demo --method grpo                 # the single-agent GRPO baseline, same questions
+    python ilr.py --preset gpu-small                          # a ~0.5B pair on MATH, one 24 GB GPU
+    python ilr.py --preset demo --interaction random --cooperation_ratio 1.0   # Figure 3: pure cooperation
+    python ilr.py --resume runs/demo                          # continue a run exactly where it stopped
+    python ilr.py plot runs/demo                              # training curves -> runs/demo/curves.png
+    python ilr.py --help                                      # every setting, one line each
+
+The algorithm, one training step (the numbered sections of `train_step` below):
+    1) IRT: choose each question's mode — cooperation if P = σ(1.7 (γ_i − D_q)) < 0.5, else competition  (irt.py)
+    2) Idea3: the M agents share, analyse and fuse ideas; each writes G final answers                 (idea3.py)
+    3) Grade: reward = correct (the evaluator's grader) + a small format term                         (evaluate.py)
+    4) Perception Calibration, Eq. 5: each agent's rewards shifted by its peers' reward statistics     (grpo.py)
+    5) GRPO: group advantages, one clipped policy-gradient update per agent                           (grpo.py)
+    6) Log: one line per step, metrics.jsonl, transcripts, checkpoints
+Before training (once, cached on disk): each agent's ability γ_i on a validation set and the questions' difficulty
+D_q by self-ranking (irt.py). After training: each agent is evaluated ALONE (evaluate.py), base vs trained.
+
+Where this file departs from, or fills in, the paper (each is a setting of `Config`, changed in one place):
+1. OPEN (the paper's reward is not public): reward = 1 if correct else 0, plus `format_reward` (0.1) if the answer
+   is in the expected format (\\boxed{} for math, a code block for code). With a purely binary reward Eq. 5 cannot
+   change std-normalised advantages (README, "Why calibration needs a multi-level reward"); the format term is the
+   smallest change that gives it something to do.
+2. OPEN: which Idea3 tokens are trained. OURS: the Fusion answers (`train_stages="fusion"`); "sharing,fusion" also
+   trains G sampled Sharing answers, which use the test-time prompt (each stage is its own GRPO group).
+3. OURS: two agents that start from the same model are two independent copies (own weights, optimizer, reference).
+4. OURS: every random choice of step s (questions, sampling, random modes) is seeded by (seed, s), so `--resume`
+   reproduces a straight run exactly; checkpoints also keep the RNG states.
+5. `--method grpo` is the paper's single-agent baseline: each agent trains alone on the same questions with the
+   test-time prompt, no interaction, no calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+import data
+import evaluate
+import grpo
+import idea3
+import irt
+import llm
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Config: one dataclass, one help line per field (paper symbol in brackets). Presets below override it.
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    # --- method and ablations (Figure 3, Table 3)
+    method: str = field(default="ilr", metadata={"help": "'ilr' (Dynamic Interaction + Idea3 + Perception "
+                                                         "Calibration) or 'grpo' (each agent alone: the baseline)"})
+    models: str = field(default="smollm2-135m", metadata={"help": "comma-separated llm.load_model names, one per "
+                        "agent, or one name for all; 'tiny' = a random test model"})
+    num_agents: int = field(default=2, metadata={"help": "number of interacting agents [m] (>= 2 for ilr)"})
+    interaction: str = field(default="dynamic", metadata={"help": "'dynamic' (IRT), 'cooperation', 'competition' "
+                             "or 'random' (cooperate with probability cooperation_ratio)"})
+    cooperation_ratio: float = field(default=0.5, metadata={"help": "[p] for interaction='random' (Figure 3)"})
+    calibration: bool = field(default=True, metadata={"help": "Perception Calibration, Eq. 5 (--no-calibration "
+                                                              "turns it off)"})
+    train_stages: str = field(default="fusion", metadata={"help": "Idea3 stages whose answers are trained: "
+                                                                  "'fusion' or 'sharing,fusion'"})
+    format_reward: float = field(default=0.1, metadata={"help": "reward added for a well-formed answer (\\boxed{} "
+                                 "or a code block); 0 = binary reward, which makes Eq. 5 a no-op"})
+    # --- data
+    train_data: str = field(default="synthetic", metadata={"help": "data.py benchmark to train on (train split)"})
+    train_levels: str = field(default="1,2,3,4,5", metadata={"help": "synthetic: levels (steps) to train on"})
+    num_train: int = field(default=0, metadata={"help": "training questions (0 = all)"})
+    val_data: str = field(default="synthetic", metadata={"help": "benchmark for each agent's ability [gamma]"})
+    num_val: int = field(default=100, metadata={"help": "validation questions for gamma (paper: 1,000 MATH)"})
+    data_dir: str | None = field(default=None, metadata={"help": "local benchmark folder (layout of shared/data); "
+                                                                 "default: the Hugging Face Hub"})
+    # --- IRT / self-ranking
+    irt_scale: float = field(default=1.7, metadata={"help": "IRT scaling constant (1.7: normal-ogive)"})
+    irt_threshold: float = field(default=0.5, metadata={"help": "cooperate if P < threshold"})
+    rank_group_size: int = field(default=4, metadata={"help": "self-ranking: questions per group [n]"})
+    rank_splits: int = field(default=2, metadata={"help": "self-ranking: random splits averaged [S]"})
+    # --- GRPO (TRL names)
+    max_steps: int = field(default=10, metadata={"help": "training steps"})
+    questions_per_step: int = field(default=2, metadata={"help": "questions per step [B]"})
+    num_generations: int = field(default=4, metadata={"help": "final answers per agent per question [G]"})
+    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate"})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0.0 = no reference model is loaded"})
+    epsilon: float = field(default=0.2, metadata={"help": "clip range (low) of the ratio"})
+    epsilon_high: float = field(default=0.2, metadata={"help": "clip range (high) of the ratio"})
+    loss_type: str = field(default="grpo", metadata={"help": "'grpo' (mean per sequence) or 'dapo' (per token)"})
+    scale_rewards: str = field(default="std", metadata={"help": "advantages: 'std' ((r-mean)/std) or 'none'"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = none)"})
+    micro_batch_size: int = field(default=8, metadata={"help": "sequences per forward/backward (memory)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of trained answers"})
+    max_completion_length: int = field(default=128, metadata={"help": "new tokens per answer / analysis"})
+    peer_token_budget: int = field(default=128, metadata={"help": "peer text kept in Idea3 prompts (tokens)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
+    # --- evaluation (each agent alone, after training)
+    eval_benchmarks: str = field(default="synthetic", metadata={"help": "comma-separated benchmarks"})
+    eval_limit: int = field(default=50, metadata={"help": "questions per benchmark (0 = all)"})
+    eval_max_new_tokens: int = field(default=256, metadata={"help": "new tokens per evaluation answer"})
+    eval_base: bool = field(default=True, metadata={"help": "also evaluate the untrained models (base row)"})
+    # --- run
+    output_dir: str = field(default="runs/ilr", metadata={"help": "run directory (config, metrics, checkpoints)"})
+    save_steps: int = field(default=5, metadata={"help": "checkpoint every K steps (and at the end, on Ctrl-C)"})
+    log_transcript_steps: int = field(default=1, metadata={"help": "save a sample transcript every K steps"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per generation batch"})
+    seed: int = field(default=0, metadata={"help": "seed of everything random"})
+
+
+PRESETS = {
+    # Two copies of the embedded SmolLM2-135M, easy synthetic problems, short answers: a few steps on 2 CPU cores
+    # in about a quarter of an hour, final evaluation included. It shows the machinery, not a gain.
+    "demo": dict(models="smollm2-135m", train_data="synthetic", train_levels="1,2", num_train=64, num_val=32,
+                 val_data="synthetic", max_steps=4, questions_per_step=2, num_generations=4,
+                 max_completion_length=64, peer_token_budget=64, learning_rate=2e-6, save_steps=2,
+                 eval_benchmarks="synthetic", eval_limit=30, eval_max_new_tokens=96, output_dir="runs/demo"),
+    # A pair of ~0.5B models of two families on MATH (train split), sized for one 24 GB GPU (README, "Memory").
+    "gpu-small": dict(models="Qwen/Qwen2.5-0.5B-Instruct,HuggingFaceTB/SmolLM2-360M-Instruct",
+                      train_data="math", val_data="math", num_val=1000, max_steps=300, questions_per_step=8,
+                      num_generations=8, max_completion_length=512, peer_token_budget=384, learning_rate=1e-6,
+                      beta=0.0, micro_batch_size=8, gradient_checkpointing=True, batch_size=64,
+                      eval_benchmarks="gsm8k,math500,minerva_math,olympiadbench,aime24,aime25,mbpp", eval_limit=0,
+                      eval_max_new_tokens=1024, save_steps=25, output_dir="runs/gpu-small"),
+    # Tests: the random tiny model, seconds per step.
+    "tiny": dict(models="tiny", train_data="synthetic", train_levels="1", num_train=16, num_val=8, max_steps=2,
+                 questions_per_step=2, num_generations=4, max_completion_length=8, peer_token_budget=16,
+                 micro_batch_size=8, eval_limit=4, eval_max_new_tokens=8, save_steps=1, rank_splits=1,
+                 output_dir="runs/tiny"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad setting, found before any model is loaded."""
+
+
+def check_config(cfg: Config) -> None:
+    """Fail at start, with one line, on settings that cannot work."""
+    def fail(msg):
+        raise ConfigError(msg)
+    if cfg.method not in ("ilr", "grpo"):
+        fail(f"--method must be 'ilr' or 'grpo', got {cfg.method!r}")
+    if cfg.interaction not in irt.INTERACTIONS:
+        fail(f"--interaction must be one of {', '.join(irt.INTERACTIONS)}, got {cfg.interaction!r}")
+    if not 0.0 <= cfg.cooperation_ratio <= 1.0:
+        fail(f"--cooperation_ratio must be in [0, 1], got {cfg.cooperation_ratio}")
+    if cfg.num_generations < 2:
+        fail(f"--num_generations must be >= 2: GRPO compares a question's answers with each other (got "
+             f"{cfg.num_generations})")
+    if cfg.method == "ilr" and cfg.num_agents < 2:
+        fail(f"--method ilr needs --num_agents >= 2 (got {cfg.num_agents}); use --method grpo for one agent")
+    names = model_names(cfg)
+    given = cfg.models.split(",")
+    if len(given) > 1 and len(given) != cfg.num_agents:
+        fail(f"--models names {len(given)} models but --num_agents is {cfg.num_agents} (give one, or one per agent)")
+    for name in set(names):
+        if name not in ("tiny", llm.EMBEDDED) and not Path(name).expanduser().is_dir() and name.count("/") != 1:
+            fail(f"unknown model {name!r}: not the embedded {llm.EMBEDDED!r}, 'tiny', a directory or a Hub id")
+    stages = cfg.train_stages.split(",")
+    if not set(stages) <= {"sharing", "fusion"} or not stages:
+        fail(f"--train_stages must be 'fusion', 'sharing' or 'sharing,fusion', got {cfg.train_stages!r}")
+    for name in [cfg.train_data, cfg.val_data] + cfg.eval_benchmarks.split(","):
+        if name not in data.BENCHMARKS:
+            fail(f"unknown benchmark {name!r}; choose from {', '.join(data.BENCHMARKS)}")
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        fail(f"--data_dir {cfg.data_dir}: no such directory")
+    if cfg.loss_type not in ("grpo", "dapo") or cfg.scale_rewards not in ("std", "none"):
+        fail(f"--loss_type must be grpo|dapo and --scale_rewards std|none (got {cfg.loss_type}, {cfg.scale_rewards})")
+    if cfg.max_steps < 1 or cfg.questions_per_step < 1 or cfg.save_steps < 1:
+        fail("--max_steps, --questions_per_step and --save_steps must be >= 1")
+
+
+def model_names(cfg: Config) -> list[str]:
+    names = [n.strip() for n in cfg.models.split(",")]
+    return names * cfg.num_agents if len(names) == 1 else names
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Agents: a model, its optimizer and (beta > 0) its frozen reference
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Agent:
+    name: str
+    model: object
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    ref_model: object | None = None
+
+
+def load_agent_model(name: str, seed: int):
+    return llm.tiny_model(seed=seed) if name == "tiny" else llm.load_model(name)
+
+
+def make_agents(cfg: Config) -> list[Agent]:
+    agents = []
+    for i, name in enumerate(model_names(cfg)):
+        model, tokenizer = load_agent_model(name, cfg.seed)  # OURS (choice 3): each agent its own copy
+        ref = None
+        if cfg.beta > 0:
+            ref, _ = load_agent_model(name, cfg.seed)
+            ref.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+        agents.append(Agent(f"agent{i}:{name}", model, tokenizer, optimizer, ref))
+    return agents
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rewards (section 3 of the step)
+# ----------------------------------------------------------------------------------------------------------
+
+def well_formed(completion: str, record: dict) -> bool:
+    """The format term's test: a \\boxed{} answer (math) or a code block (code).
+
+    >>> well_formed("so \\\\boxed{4}", {"kind": "math"}), well_formed("4", {"kind": "math"})
+    (True, False)
+    """
+    if record["kind"] == "code":
+        return "```" in completion
+    return data.last_boxed(completion) is not None
+
+
+def answer_reward(completion: str, record: dict, format_reward: float) -> float:
+    """R = 1[correct] + format_reward · 1[well formed]  (OURS, header choice 1).
+
+    >>> answer_reward("\\\\boxed{4}", {"kind": "math", "answer": "4", "meta": {}}, 0.1)
+    1.1
+    """
+    return evaluate.reward(completion, record) + (format_reward if well_formed(completion, record) else 0.0)
+
+
+class Group(NamedTuple):
+    """One GRPO group: the G answers of one agent to one question at one Idea3 stage."""
+    stage: str                       # "fusion" or "sharing" ("alone" for --method grpo)
+    agent: int                       # agent index i
+    question: int                    # position b of the question in the step's batch
+    record: dict
+    prompt_ids: list[list[int]]      # [G] prompt token ids (the G prompts are equal within a group)
+    completion_ids: list[list[int]]  # [G] sampled token ids
+    texts: list[str]                 # [G] decoded answers
+
+
+def group_rewards(groups: list[Group], format_reward: float) -> torch.Tensor:
+    """Rewards [num_groups, G] of every answer (the one place a classroom exercise swaps the reward)."""
+    return torch.tensor([[answer_reward(t, g.record, format_reward) for t in g.texts] for g in groups])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The data stream: step s takes questions [s*B, (s+1)*B) of a seeded order (reshuffled each epoch)
+# ----------------------------------------------------------------------------------------------------------
+
+def step_questions(num_questions: int, step: int, B: int, seed: int) -> list[int]:
+    """Indices of the B questions of step `step` (0-based); a pure function of (step, seed): resumable.
+
+    >>> step_questions(5, 0, 2, 0) != step_questions(5, 1, 2, 0), len(step_questions(5, 2, 2, 0))
+    (True, 2)
+    """
+    out = []
+    for position in range(step * B, (step + 1) * B):
+        epoch, i = divmod(position, num_questions)
+        order = np.random.default_rng([seed, epoch]).permutation(num_questions)
+        out.append(int(order[i]))
+    return out
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2 ** 31)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One training step: the paper's algorithm, section by section
+# ----------------------------------------------------------------------------------------------------------
+
+def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty: np.ndarray,
+               abilities: list[float], step: int) -> tuple[dict, list]:
+    """Returns (metrics of this step, transcripts)."""
+    t0 = time.time()
+    M, G = len(agents), cfg.num_generations
+    seed = step_seed(cfg.seed, step)
+    batch = step_questions(len(records), step, cfg.questions_per_step, cfg.seed)
+    questions = [records[q] for q in batch]                                                  # B records
+    for a in agents:
+        a.model.eval()
+
+    # 1) IRT: choose the mode of each question (Dynamic Interaction; irt.py).
+    modes = irt.assign_modes(difficulty[batch], abilities, cfg.interaction, cfg.cooperation_ratio,
+                             rng=seed, threshold=cfg.irt_threshold, scale=cfg.irt_scale)   # [B]
+
+    # 2) Idea3 (ilr) or each agent alone (grpo): G answers per agent per question, with their token ids.
+    t_gen = time.time()
+    groups, transcripts = generate_groups(cfg, agents, questions, modes, seed)
+    gen_seconds = time.time() - t_gen
+
+    # 3) Grade: rewards [num_groups, G].
+    rewards = group_rewards(groups, cfg.format_reward)                                   # [num_groups, G]
+    correct = torch.tensor([[evaluate.reward(t, g.record) for t in g.texts] for g in groups])  # [num_groups, G]
+
+    # 4) Perception Calibration, Eq. 5: the agents' groups on the same question and stage see each other.
+    calibrated = rewards.clone()
+    if cfg.method == "ilr" and cfg.calibration:
+        for rows in peer_sets(groups):                                                   # rows: M group indices
+            calibrated[rows] = grpo.perception_calibration(rewards[rows])                # [M, G] -> [M, G]
+
+    # 5) GRPO: advantages within each group, then one update per agent on all its groups.
+    advantages = grpo.group_advantages(calibrated, scale=cfg.scale_rewards)              # [num_groups, G]
+    t_train = time.time()
+    updates = []
+    for i, agent in enumerate(agents):
+        rows = [g for g, group in enumerate(groups) if group.agent == i]
+        prompt_ids = [p for g in rows for p in groups[g].prompt_ids]                     # [len(rows)*G]
+        completion_ids = [c for g in rows for c in groups[g].completion_ids]
+        batch_i = grpo.pack_batch(prompt_ids, completion_ids, agent.tokenizer.pad_token_id)
+        agent.model.train()
+        updates.append(grpo.grpo_step(
+            agent.model, agent.optimizer, batch_i, advantages[rows].flatten(), agent.ref_model, beta=cfg.beta,
+            epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
+            micro_batch_size=cfg.micro_batch_size, max_grad_norm=cfg.max_grad_norm or None,
+            temperature=cfg.temperature))
+    train_seconds = time.time() - t_train
+
+    # 6) Log: TRL's names, ILR's under ilr/.
+    tokens = sum(len(c) for group in groups for c in group.completion_ids)
+    metrics = {"step": step + 1, "reward": rewards.mean().item(),
+               **grpo.reward_stats(rewards) | {"reward": rewards.mean().item()},
+               "ilr/calibrated_reward": calibrated.mean().item(), "accuracy": correct.mean().item(),
+               "ilr/cooperation_share": modes.count("cooperation") / len(modes),
+               "kl": float(np.mean([u["kl"] for u in updates])),
+               "clip_ratio": float(np.mean([u["clip_ratio"] for u in updates])),
+               "frac_skipped": float(np.mean([u["frac_skipped"] for u in updates])),
+               "loss": float(np.mean([u["loss"] for u in updates])),
+               "grad_norm": float(np.mean([u["grad_norm"] for u in updates])),
+               "completion_tokens": tokens, "tokens_per_second": tokens / max(gen_seconds, 1e-9),
+               "generation_seconds": gen_seconds, "train_seconds": train_seconds,
+               "step_seconds": time.time() - t0}
+    for i in range(M):
+        rows = [g for g, group in enumerate(groups) if group.agent == i]
+        metrics[f"agent{i}/reward"] = rewards[rows].mean().item()
+        metrics[f"agent{i}/calibrated_reward"] = calibrated[rows].mean().item()
+        metrics[f"agent{i}/accuracy"] = correct[rows].mean().item()
+    return metrics, transcripts
+
+
+def generate_groups(cfg: Config, agents: list[Agent], questions: list[dict], modes: list[str], seed: int):
+    """G answers per agent per question, as GRPO groups; plus the Idea3 transcripts (ilr only)."""
+    G = cfg.num_generations
+    if cfg.method == "grpo":  # the baseline: each agent alone, the test-time prompt, no interaction
+        groups = []
+        prompts = [evaluate.test_prompt(r) for r in questions]
+        for i, agent in enumerate(agents):
+            out = llm.generate(agent.model, agent.tokenizer, prompts, n=G, temperature=cfg.temperature,
+                               max_new_tokens=cfg.max_completion_length, batch_size=cfg.batch_size,
+                               seed=seed + i)
+            groups += [Group("alone", i, b, rec, [out.prompt_ids[b]] * G, out.completion_ids[b], out.texts[b])
+                       for b, rec in enumerate(questions)]
+        return groups, []
+    result = idea3.run_idea3([(a.model, a.tokenizer) for a in agents], questions, modes,
+                             num_generations=G, temperature=cfg.temperature,
+                             max_new_tokens=cfg.max_completion_length, peer_token_budget=cfg.peer_token_budget,
+                             train_stages=tuple(cfg.train_stages.split(",")), batch_size=cfg.batch_size,
+                             seed=seed)
+    groups = []
+    for stage in cfg.train_stages.split(","):
+        for i in range(len(agents)):
+            for b, rec in enumerate(questions):
+                samples = result.samples[stage][i][b]                  # G samples: (prompt_ids, completion_ids, text)
+                groups.append(Group(stage, i, b, rec, [s[0] for s in samples], [s[1] for s in samples],
+                                    [s[2] for s in samples]))
+    return groups, result.transcripts
+
+
+def peer_sets(groups: list[Group]) -> list[list[int]]:
+    """Indices of the groups that calibrate each other (Eq. 5): the M agents' groups of one question and stage.
+
+    >>> g = lambda agent, b: Group("fusion", agent, b, {}, [], [], [])
+    >>> peer_sets([g(0, 0), g(0, 1), g(1, 0), g(1, 1)])
+    [[0, 2], [1, 3]]
+    """
+    sets: dict = {}
+    for index, group in enumerate(groups):
+        sets.setdefault((group.stage, group.question), []).append(index)
+    return list(sets.values())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Run directory: config, metrics.jsonl, transcripts, checkpoints (resumable), results
+# ----------------------------------------------------------------------------------------------------------
+
+def save_checkpoint(run: Path, agents: list[Agent], step: int) -> None:
+    """Weights, optimizer states and RNG states after `step` steps; written aside, then renamed (atomic)."""
+    tmp, final = run / "checkpoint.tmp", run / "checkpoint"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, a in enumerate(agents):
+        torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict()}, tmp / f"agent{i}.pt")
+    torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                "python": random.getstate()}, tmp / "state.pt")
+    old = run / "checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(run: Path, agents: list[Agent]) -> int:
+    """Restore agents and RNGs; returns the number of steps already done."""
+    ck = run / "checkpoint"
+    for i, a in enumerate(agents):
+        state = torch.load(ck / f"agent{i}.pt", weights_only=False)
+        a.model.load_state_dict(state["model"])
+        a.optimizer.load_state_dict(state["optimizer"])
+    state = torch.load(ck / "state.pt", weights_only=False)
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    return state["step"]
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def format_line(m: dict, M: int) -> str:
+    """The one progress line per step, same keys as metrics.jsonl."""
+    agents = " ".join(f"a{i} r={m[f'agent{i}/reward']:.2f}/{m[f'agent{i}/calibrated_reward']:.2f} "
+                      f"acc={m[f'agent{i}/accuracy']:.2f}" for i in range(M))
+    return (f"step {m['step']:>4} | {agents} | coop={m['ilr/cooperation_share']:.2f} "
+            f"zero_std={m['frac_reward_zero_std']:.2f} kl={m['kl']:.4f} clip={m['clip_ratio']:.3f} "
+            f"tok/s={m['tokens_per_second']:.0f} {m['step_seconds']:.0f}s")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Before training (IRT inputs) and after training (each agent alone)
+# ----------------------------------------------------------------------------------------------------------
+
+def load_training_data(cfg: Config) -> tuple[list[dict], list[dict]]:
+    if cfg.train_data == "synthetic":
+        levels = tuple(int(x) for x in cfg.train_levels.split(","))
+        train = data.synthetic_problems(cfg.num_train or 500, seed=cfg.seed + 1_000_003, levels=levels)
+    else:
+        train = data.load_benchmark(cfg.train_data, cfg.data_dir, split="train", limit=cfg.num_train or None)
+    if cfg.val_data == "synthetic":
+        levels = tuple(int(x) for x in cfg.train_levels.split(","))
+        val = data.synthetic_problems(cfg.num_val, seed=cfg.seed + 2_000_003, levels=levels)
+    else:  # OURS: the paper's 1,000 held-out MATH questions; here the first num_val of the test split that
+        # MATH-500 does not contain (the PRM800K split), so evaluation on MATH-500 stays clean.
+        val = data.load_benchmark(cfg.val_data, cfg.data_dir, split="test")
+        if cfg.val_data == "math":
+            held_out = {r["id"] for r in data.load_benchmark("math500", cfg.data_dir)}
+            val = [r for r in val if r["id"] not in held_out]
+        val = val[:cfg.num_val]
+    return train, val
+
+
+def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[dict], run: Path):
+    """γ_i per agent and D_q per training question (cached on disk by irt.py; stored in the run dir too)."""
+    path = run / "irt.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        return np.array(saved["difficulty"]), saved["abilities"]
+    if cfg.method == "grpo" or cfg.interaction != "dynamic":  # modes do not depend on them: skip the cost
+        difficulty, abilities, stats = np.full(len(train), 0.5), [0.5] * len(agents), {"skipped": True}
+    else:
+        abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batch_size,
+                                          max_new_tokens=cfg.eval_max_new_tokens) for a in agents]
+        difficulty, stats = irt.estimate_difficulty([(a.model, a.tokenizer) for a in agents],
+                                                    [r["question"] for r in train],
+                                                    group_size=cfg.rank_group_size, num_splits=cfg.rank_splits,
+                                                    seed=cfg.seed, batch_size=cfg.batch_size)
+    path.write_text(json.dumps({"abilities": abilities, "difficulty": list(map(float, difficulty)),
+                                "stats": stats}, default=str))
+    return difficulty, abilities
+
+
+def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dict:
+    """Each agent ALONE on each evaluation benchmark (the paper's test protocol: pass@1, greedy)."""
+    results = {}
+    for name in cfg.eval_benchmarks.split(","):
+        records = data.load_benchmark(name, cfg.data_dir, limit=cfg.eval_limit or None)
+        for i, a in enumerate(agents):
+            a.model.eval()
+            out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            summary = evaluate.evaluate_model(a.model, a.tokenizer, records, max_new_tokens=cfg.eval_max_new_tokens,
+                                              batch_size=cfg.batch_size, out_path=out, resume=True,
+                                              progress=True, name=name)
+            results[f"agent{i}/{name}"] = summary["pass@1"]
+    return results
+
+
+def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
+    names = cfg.eval_benchmarks.split(",")
+    lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i, name in enumerate(model_names(cfg)[:M]):
+        if base:
+            lines.append(f"| agent{i} base ({name}) | " + " | ".join(f"{base[f'agent{i}/{b}']:.1f}" for b in names) + " |")
+        lines.append(f"| agent{i} {cfg.method} | " + " | ".join(f"{trained[f'agent{i}/{b}']:.1f}" for b in names) + " |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# main: parse, check, load, (resume), train, evaluate
+# ----------------------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
+    parser = argparse.ArgumentParser(description="ILR co-training (arXiv 2509.26306)",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (demo, gpu-small)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
+    for f in fields(Config):  # --num_generations and --num-generations both work
+        names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
+        if f.type in ("bool", bool):
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            parser.add_argument(*names, dest=f.name, type=kind, default=None, help=f.metadata["help"])
+    args = parser.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
+    if args.resume:
+        run = Path(args.resume)
+        if not (run / "config.json").is_file():
+            raise ConfigError(f"--resume {run}: no config.json there (not a run directory)")
+        cfg = Config(**json.loads((run / "config.json").read_text()) | given)
+        return cfg, run
+    cfg = Config(**(PRESETS.get(args.preset, {}) | given))
+    return cfg, None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plot"]:
+        return plot_run(Path(argv[1]) if len(argv) > 1 else Path("runs/demo"))
+    try:
+        cfg, resume = parse_args(argv)
+        check_config(cfg)
+    except ConfigError as e:
+        sys.exit(f"ilr.py: error: {e}")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    run = resume or Path(cfg.output_dir)
+    if resume is None and (run / "checkpoint").exists():
+        sys.exit(f"ilr.py: error: {run} holds a run already; continue it with --resume {run} "
+                 f"or choose another --output_dir")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    print(f"[ilr] run directory {run} | method={cfg.method} agents={model_names(cfg)} "
+          f"interaction={cfg.interaction} calibration={cfg.calibration}", flush=True)
+
+    train, val = load_training_data(cfg)
+    agents = make_agents(cfg)
+    done = load_checkpoint(run, agents) if (run / "checkpoint").exists() else 0
+    base = {}
+    if cfg.eval_base and done == 0 and not (run / "base.json").exists():  # before any update: the base row
+        base = evaluate_alone(cfg, agents, run, "base")
+        (run / "base.json").write_text(json.dumps(base))
+    elif (run / "base.json").exists():
+        base = json.loads((run / "base.json").read_text())
+    difficulty, abilities = irt_inputs(cfg, agents, train, val, run)
+    print(f"[ilr] abilities γ = {[round(a, 3) for a in abilities]} | mean difficulty D = "
+          f"{float(np.mean(difficulty)):.3f} | {len(train)} training questions", flush=True)
+
+    from tqdm.auto import tqdm
+    interrupted = False
+    def on_sigint(signum, frame):  # Ctrl-C: finish the current step, save, stop
+        nonlocal interrupted
+        interrupted = True
+        print("\n[ilr] Ctrl-C: saving a checkpoint after this step", flush=True)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for step in tqdm(range(done, cfg.max_steps), desc="ILR" if cfg.method == "ilr" else "GRPO",
+                         initial=done, total=cfg.max_steps, unit="step"):
+            metrics, transcripts = train_step(cfg, agents, train, difficulty, abilities, step)
+            append_jsonl(run / "metrics.jsonl", metrics)
+            tqdm.write(format_line(metrics, len(agents)))
+            if transcripts and (step + 1) % cfg.log_transcript_steps == 0:
+                (run / "transcripts").mkdir(exist_ok=True)
+                (run / "transcripts" / f"step{step + 1:05d}.txt").write_text(
+                    "\n\n".join(idea3.format_transcript(t) for t in transcripts))
+            if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps or interrupted:
+                save_checkpoint(run, agents, step + 1)
+            if interrupted:
+                sys.exit(f"[ilr] stopped after step {step + 1}; continue with: python ilr.py --resume {run}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    trained = evaluate_alone(cfg, agents, run, f"step{cfg.max_steps}")
+    table = results_table(cfg, base, trained, len(agents))
+    (run / "results.json").write_text(json.dumps({"base": base, "trained": trained}, indent=1))
+    (run / "results.md").write_text(table + "\n")
+    try:
+        plot_run(run)
+    except Exception as e:  # a plot is a convenience: never lose a finished run over it
+        print(f"[ilr] plot failed: {e}")
+    print(f"\npass@1 (%) of each agent alone, {cfg.eval_limit or 'all'} questions per benchmark:\n{table}\n"
+          f"[ilr] {run}/metrics.jsonl, {run}/curves.png, {run}/results.md", flush=True)
+    return {"base": base, "trained": trained, "run": str(run)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# python ilr.py plot RUN_DIR
+# ----------------------------------------------------------------------------------------------------------
+
+def plot_run(run: Path) -> dict:
+    """Training curves of a run: reward per agent (raw and calibrated), accuracy, cooperation share, KL."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        sys.exit(f"ilr.py plot: {path}: no such file (is {run} a run directory?)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in rows]
+    agents = sorted({k.split("/")[0] for r in rows for k in r if k.startswith("agent")})
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    for a in agents:
+        line, = axes[0, 0].plot(steps, [r[f"{a}/reward"] for r in rows], marker="o", label=f"{a} raw")
+        axes[0, 0].plot(steps, [r[f"{a}/calibrated_reward"] for r in rows], ls="--", color=line.get_color(),
+                        label=f"{a} calibrated (Eq. 5)")
+        axes[0, 1].plot(steps, [r[f"{a}/accuracy"] for r in rows], marker="o", label=a)
+    axes[1, 0].plot(steps, [r["ilr/cooperation_share"] for r in rows], marker="o", color="tab:green")
+    axes[1, 1].plot(steps, [r["kl"] for r in rows], marker="o", color="tab:red")
+    titles = ["mean reward per agent", "accuracy of trained answers", "cooperation share (IRT)", "KL to reference"]
+    for ax, title in zip(axes.flat, titles):
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[1, 0].set_ylim(-0.05, 1.05)
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 1].legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    fig.suptitle(f"ILR run {Path(run).name}")
+    fig.tight_layout()
+    out = Path(run) / "curves.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    print(f"[ilr] wrote {out}")
+    return {"plot": str(out)}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""ilr.py: configuration errors before loading, the step's pieces, learning on an easy reward, exact resume."""
+import json
+
+import pytest
+import torch
+
+import ilr
+
+FAST = ["--preset", "tiny", "--no-eval_base"]
+
+
+def run(tmp_path, *args, name="run"):
+    return ilr.main(FAST + ["--output_dir", str(tmp_path / name)] + list(args))
+
+
+# ---- bad configuration fails at start, in one line, before any model is loaded ----
+
+@pytest.mark.parametrize("args,message", [
+    (["--num_generations", "1"], "--num_generations must be >= 2"),
+    (["--models", "no/such/dir/x.bin"], "unknown model 'no/such/dir/x.bin'"),
+    (["--models", "tiny,tiny", "--num_agents", "3"], "--models names 2 models but --num_agents is 3"),
+    (["--num_agents", "1"], "--method ilr needs --num_agents >= 2"),
+    (["--data_dir", "/no/such/folder"], "--data_dir /no/such/folder: no such directory"),
+    (["--train_data", "gsm9k"], "unknown benchmark 'gsm9k'"),
+    (["--interaction", "sometimes"], "--interaction must be one of"),
+    (["--train_stages", "analysis"], "--train_stages must be"),
+])
+def test_bad_configuration_fails_before_loading_a_model(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.setattr(ilr, "make_agents", lambda cfg: pytest.fail("a model was loaded"))
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path, *args)
+    assert str(e.value).startswith("ilr.py: error: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path):
+    with pytest.raises(SystemExit, match="no config.json there"):
+        ilr.main(["--resume", str(tmp_path)])
+
+
+# ---- pieces ----
+
+def test_reward_is_correctness_plus_format_term():
+    rec = {"kind": "math", "answer": "7", "meta": {}}
+    assert ilr.answer_reward("so \\boxed{7}", rec, 0.1) == pytest.approx(1.1)
+    assert ilr.answer_reward("so \\boxed{8}", rec, 0.1) == pytest.approx(0.1)
+    assert ilr.answer_reward("7", rec, 0.1) in (0.0, 1.0)  # no box: no format credit, whatever the fallback
+    assert ilr.answer_reward("so \\boxed{8}", rec, 0.0) == 0.0
+
+
+def test_step_questions_cover_every_question_once_per_epoch():
+    seen = [q for s in range(5) for q in ilr.step_questions(10, s, 2, seed=3)]  # 5 steps x 2 = one epoch
+    assert sorted(seen) == list(range(10))
+    assert ilr.step_questions(10, 7, 2, seed=3) == ilr.step_questions(10, 7, 2, seed=3)
+
+
+def test_peer_sets_pair_the_agents_on_the_same_question_and_stage():
+    g = lambda stage, agent, b: ilr.Group(stage, agent, b, {}, [], [], [])
+    groups = [g("fusion", 0, 0), g("fusion", 0, 1), g("fusion", 1, 0), g("fusion", 1, 1),
+              g("sharing", 0, 0), g("sharing", 1, 0)]
+    assert ilr.peer_sets(groups) == [[0, 2], [1, 3], [4, 5]]
+
+
+# ---- whole runs with the tiny model ----
+
+REWARDED = 1000  # a token id: the reward is the share of completion tokens equal to it
+
+
+def rewarded_token_share(groups, format_reward):
+    return torch.tensor([[sum(t == REWARDED for t in c) / max(len(c), 1) for c in g.completion_ids]
+                         for g in groups])
+
+
+def peaked_tiny_model(name, seed):
+    """The tiny model, with 8 token embeddings (tied to the output) made larger, so that sampling puts ~20 %
+    of its mass on those 8 tokens. A random model spreads its mass over all 49,152 tokens, where no single
+    token is ever sampled and so no reward on one can be learned."""
+    import llm
+    model, tok = llm.tiny_model(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        emb[REWARDED:REWARDED + 8] = torch.randn(8, emb.shape[1], generator=generator) * 0.5
+    return model, tok
+
+
+@pytest.mark.parametrize("method", ["grpo", "ilr"])
+def test_a_seeded_run_learns_an_easy_reward(tmp_path, monkeypatch, method):
+    monkeypatch.setattr(ilr, "group_rewards", rewarded_token_share)
+    monkeypatch.setattr(ilr, "load_agent_model", peaked_tiny_model)
+    run(tmp_path, "--method", method, "--max_steps", "8", "--learning_rate", "1e-3", "--num_generations", "8",
+        "--max_completion_length", "8", "--eval_limit", "1", "--save_steps", "100", "--interaction", "random")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["reward"] for r in rows]
+    assert rewards[0] < 0.2 and min(rewards[-3:]) > 0.5, rewards
+
+
+def weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    args = ["--max_steps", "4", "--save_steps", "2", "--learning_rate", "1e-3", "--eval_limit", "1"]
+    run(tmp_path, *args, name="straight")
+    run(tmp_path, *args[:1], "2", *args[2:], name="split")                     # 2 steps ...
+    ilr.main(["--resume", str(tmp_path / "split"), "--max_steps", "4"])         # ... + resume + 2 steps
+    for i in (0, 1):
+        a = weights(tmp_path / "straight" / "checkpoint" / f"agent{i}.pt")
+        b = weights(tmp_path / "split" / "checkpoint" / f"agent{i}.pt")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    straight = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    split = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_second" not in k}
+    assert [strip(x) for x in straight] == [strip(x) for x in split]
+    assert weights(tmp_path / "straight" / "checkpoint" / "agent0.pt") is not None
+
+
+def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path):
+    out = run(tmp_path, "--max_steps", "2")
+    d = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "results.json", "results.md", "curves.png", "checkpoint/state.pt"):
+        assert (d / name).is_file(), name
+    assert len(list((d / "transcripts").iterdir())) == 2
+    assert set(out["trained"]) == {"agent0/synthetic", "agent1/synthetic"}
+    with pytest.raises(SystemExit, match="holds a run already"):  # never overwrite a run by accident
+        run(tmp_path, "--max_steps", "2")
