@@ -190,6 +190,7 @@ _ID = r"(?:(?<![a-z])(?:question|problem|q)\s*(?:no\.?|number)?\s*#?\s*|#)?\d+"
 _SEPARATOR = r"(?:\s*[,;]\s*|[^\S\n]*(?:>|->|=>|\u2192|\band\b|\bthen\b)[^\S\n]*|[^\S\n]+)"  # , ; > -> then
 _RUN = re.compile(rf"{_ID}(?:(?:{_SEPARATOR})+{_ID})+", re.IGNORECASE)       # "3, 1, 4, 2", "Q3 > Q1 > Q2"
 _LIST_ITEM = re.compile(rf"^[^\S\n]*\d+[.)][^\S\n]*({_ID})", re.IGNORECASE | re.MULTILINE)  # "1. Question 3"
+_MATH_SPAN = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)  # $..$ \(..\) \[..\]
 _MENTION = re.compile(r"(?<![a-z])(?:question|problem|q)\s*(?:no\.?|number)?\s*#?\s*(\d+)(?![\d:])(?!\s+:)",
                       re.IGNORECASE)  # "... is question 2, then question 3"; a header "Question 1:" is an echo
 
@@ -207,7 +208,8 @@ def parse_ranking(text: str, n: int) -> tuple[list[int], bool]:
     ("3, 1, 2", "[3, 1, 2]", "Q3 > Q1 > Q2", words around), with at least two usable ids; (2) a numbered list
     "1. Question 3 / 2. Question 1 / ..."; (3) ids named in prose ("question 2 ... question 3"). The first
     complete reading wins (runs before list before prose), else the longest. A header "Question 1:" is the
-    model echoing the prompt and never counts. Out-of-range ids and repeats are dropped. valid = all n ids.
+    model echoing the prompt and never counts, nor do numbers inside LaTeX math ("$(4,2)$" is a point, not a
+    ranking). Out-of-range ids and repeats are dropped. valid = all n ids.
     The order may be partial (even empty): `group_ranks` turns it into ranks. Never raises.
 
     >>> parse_ranking("Order: 3, 1, 2.", 3)
@@ -219,7 +221,7 @@ def parse_ranking(text: str, n: int) -> tuple[list[int], bool]:
     >>> parse_ranking("Question 1: the answer is 1 + 2 = 3.", 3)   # an echo of the prompt, no ranking
     ([], False)
     """
-    text = text if isinstance(text, str) else ""
+    text = _MATH_SPAN.sub(" ", text) if isinstance(text, str) else ""
     runs = [ids for ids in (_ids([m.group()], n) for m in _RUN.finditer(text)) if len(ids) >= 2]
     candidates = runs + [_ids(_LIST_ITEM.findall(text), n), _ids(_MENTION.findall(text), n)]
     order = next((c for c in candidates if len(c) == n), max(candidates, key=len))

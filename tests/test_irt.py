@@ -101,6 +101,7 @@ def test_assign_modes_fixed_and_random_ablations():
     ("Question 1: 6 math books\nQuestion 2: 6 math books", 4, [], False),  # the prompt echoed
     ("$\\frac{1}{a_1} + \\frac{1}{a_2} = 1 + 2 = 3$", 3, [], False),
     ("dot((1,7),red+5bp);", 4, [], False),
+    ("A parabola has vertex $(4,2)$ and passes through \\((2,3)\\).", 4, [], False),  # numbers in LaTeX math
     ("I cannot rank these questions.", 4, [], False),
     ("", 3, [], False),
     ("\x00\ufffd}}{{ 999999999999999999999", 3, [], False),
