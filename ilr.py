@@ -90,10 +90,10 @@ class Config:
     data_dir: str | None = field(default=None, metadata={"help": "local benchmark folder (layout of shared/data); "
                                                                  "default: the Hugging Face Hub"})
     # --- IRT / self-ranking
-    irt_scale: float = field(default=1.7, metadata={"help": "IRT scaling constant (1.7: normal-ogive)"})
-    irt_threshold: float = field(default=0.5, metadata={"help": "cooperate if P < threshold"})
+    irt_scale: float = field(default=irt.IRT_SCALE, metadata={"help": "IRT scaling constant (1.7: normal-ogive)"})
+    irt_threshold: float = field(default=irt.MODE_THRESHOLD, metadata={"help": "cooperate if P < threshold"})
     rank_group_size: int = field(default=4, metadata={"help": "self-ranking: questions per group [n]"})
-    rank_splits: int = field(default=2, metadata={"help": "self-ranking: random splits averaged [S]"})
+    rank_splits: int = field(default=3, metadata={"help": "self-ranking: random splits averaged [S]"})
     # --- GRPO (TRL names)
     max_steps: int = field(default=10, metadata={"help": "training steps"})
     questions_per_step: int = field(default=2, metadata={"help": "questions per step [B]"})
@@ -306,7 +306,7 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
 
     # 2) Idea3 (ilr) or each agent alone (grpo): G answers per agent per question, with their token ids.
     t_gen = time.time()
-    groups, transcripts = generate_groups(cfg, agents, questions, modes, seed)
+    groups, transcripts, stage_stats = generate_groups(cfg, agents, questions, modes, seed)
     gen_seconds = time.time() - t_gen
 
     # 3) Grade: rewards [num_groups, G].
@@ -337,9 +337,9 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
     train_seconds = time.time() - t_train
 
     # 6) Log: TRL's names, ILR's under ilr/.
-    tokens = sum(len(c) for group in groups for c in group.completion_ids)
-    metrics = {"step": step + 1, "reward": rewards.mean().item(),
-               **grpo.reward_stats(rewards) | {"reward": rewards.mean().item()},
+    tokens = sum(len(c) for group in groups for c in group.completion_ids)                # trained tokens
+    generated = sum(v for k, v in stage_stats.items() if k.endswith("_tokens")) or tokens  # all Idea3 stages
+    metrics = {"step": step + 1, **grpo.reward_stats(rewards),                 # reward, reward_std, frac_..._zero_std
                "ilr/calibrated_reward": calibrated.mean().item(), "accuracy": correct.mean().item(),
                "ilr/cooperation_share": modes.count("cooperation") / len(modes),
                "kl": float(np.mean([u["kl"] for u in updates])),
@@ -347,9 +347,9 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
                "frac_skipped": float(np.mean([u["frac_skipped"] for u in updates])),
                "loss": float(np.mean([u["loss"] for u in updates])),
                "grad_norm": float(np.mean([u["grad_norm"] for u in updates])),
-               "completion_tokens": tokens, "tokens_per_second": tokens / max(gen_seconds, 1e-9),
+               "completion_tokens": tokens, "tokens_per_second": generated / max(gen_seconds, 1e-9),
                "generation_seconds": gen_seconds, "train_seconds": train_seconds,
-               "step_seconds": time.time() - t0}
+               "step_seconds": time.time() - t0, **stage_stats}
     for i in range(M):
         rows = [g for g, group in enumerate(groups) if group.agent == i]
         metrics[f"agent{i}/reward"] = rewards[rows].mean().item()
@@ -359,7 +359,8 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
 
 
 def generate_groups(cfg: Config, agents: list[Agent], questions: list[dict], modes: list[str], seed: int):
-    """G answers per agent per question, as GRPO groups; plus the Idea3 transcripts (ilr only)."""
+    """G answers per agent per question, as GRPO groups; plus the Idea3 transcripts and per-stage token counts
+    and seconds (ilr only)."""
     G = cfg.num_generations
     if cfg.method == "grpo":  # the baseline: each agent alone, the test-time prompt, no interaction
         groups = []
@@ -370,7 +371,7 @@ def generate_groups(cfg: Config, agents: list[Agent], questions: list[dict], mod
                                seed=seed + i)
             groups += [Group("alone", i, b, rec, [out.prompt_ids[b]] * G, out.completion_ids[b], out.texts[b])
                        for b, rec in enumerate(questions)]
-        return groups, []
+        return groups, [], {}
     result = idea3.run_idea3([(a.model, a.tokenizer) for a in agents], questions, modes,
                              num_generations=G, temperature=cfg.temperature,
                              max_new_tokens=cfg.max_completion_length, peer_token_budget=cfg.peer_token_budget,
@@ -383,7 +384,7 @@ def generate_groups(cfg: Config, agents: list[Agent], questions: list[dict], mod
                 samples = result.samples[stage][i][b]                  # G samples: (prompt_ids, completion_ids, text)
                 groups.append(Group(stage, i, b, rec, [s[0] for s in samples], [s[1] for s in samples],
                                     [s[2] for s in samples]))
-    return groups, result.transcripts
+    return groups, result.transcripts, result.stats
 
 
 def peer_sets(groups: list[Group]) -> list[list[int]]:
