@@ -58,8 +58,8 @@ Choices where the paper is open (# OPEN: / # OURS: in the code; each lives in on
     one round — each agent sees its own first answer and all others' (cut as in 7) and revises.
 10. Multi-agent inference: the first answers are greedy and identical for single, debate and idea3 (same
     prompt), so they are computed once and reused; the interaction stages run at `temperature` (0 = greedy).
-    Two copies of one model with greedy decoding give identical answers at every stage: use temperature > 0
-    to make them differ.
+    Two copies of one model with greedy decoding give identical answers at every stage (so `generate_stage`
+    generates them once): use temperature > 0 to make them differ.
 11. Seeds: each (stage, agent) generate call gets its own seed (`stage_seed`), so two copies of one model
     sample differently from the same prompt.
 """
@@ -311,12 +311,19 @@ def peers_of(texts: Sequence[str], i: int) -> list[str]:
 
 def generate_stage(agents, prompts, stage: str, n: int, temperature: float, max_new_tokens: int, seed,
                    batch_size: int, progress: bool) -> list[llm.Generation]:
-    """One llm.generate call per agent over its B prompts (prompts[i][b]); -> [M] Generations."""
-    out = []
+    """One llm.generate call per agent over its B prompts (prompts[i][b]); -> [M] Generations.
+
+    OURS (choice 10): greedy decoding of the same (model, tokenizer) objects on the same prompts gives the same
+    output, so it is generated once and shared (copies of one model, e.g. the single answers).
+    """
+    out, done = [], {}
     for i, (model, tokenizer) in enumerate(agents):
-        out.append(llm.generate(model, tokenizer, prompts[i], n=n, temperature=temperature,
-                                max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                                seed=stage_seed(seed, stage, i)))
+        key = (id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
+        if key not in done:
+            done[key] = llm.generate(model, tokenizer, prompts[i], n=n, temperature=temperature,
+                                     max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                                     seed=stage_seed(seed, stage, i))
+        out.append(done[key])
     return out
 
 
@@ -446,17 +453,12 @@ class MultiAgentAnswers:
 
 def answers_alone(agents, records, max_new_tokens: int = 256, batch_size: int = 16,
                   progress: bool = False) -> list[list[str]]:
-    """Each agent answers each record alone with the test-time prompt, greedy: [M][B]. Agents that are the same
-    (model, tokenizer) objects give the same greedy answers, so they are generated once."""
-    done: dict = {}
-    prompts = [sharing_prompt(r) for r in records]
-    for model, tokenizer in agents:
-        key = (id(model), id(tokenizer))
-        if key not in done:
-            out = llm.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               progress=progress)
-            done[key] = [row[0] for row in out.texts]
-    return [done[(id(m), id(t))] for m, t in agents]
+    """Each agent answers each record alone with the test-time prompt, greedy: [M][B] (copies of one model are
+    generated once, see generate_stage)."""
+    prompts = [sharing_prompt(r) for r in records]                                        # [B]
+    gens = generate_stage(agents, [prompts] * len(agents), "sharing", 1, 0.0, max_new_tokens, None, batch_size,
+                          progress)
+    return [[row[0] for row in g.texts] for g in gens]
 
 
 def debate_round(agents, records, first_answers, temperature: float = 0.0, max_new_tokens: int = 256,
@@ -647,16 +649,16 @@ def show(argv: Sequence[str]) -> list[dict]:
     cfg = parse_config(ShowConfig, argv, "Print one Idea3 transcript per interaction mode.")
     records, agents = setup(cfg, cfg.index + 1)
     record = records[cfg.index]
+    modes = [m.strip() for m in cfg.modes.split(",") if m.strip()]
+    result = run_idea3(agents, [record] * len(modes), modes, num_generations=cfg.num_generations,   # one batch
+                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                       analysis_max_new_tokens=cfg.analysis_max_new_tokens,
+                       peer_token_budget=cfg.peer_token_budget or None, train_stages=(), seed=cfg.seed,
+                       batch_size=cfg.batch_size, progress=cfg.progress)
     transcripts = []
-    for mode in [m.strip() for m in cfg.modes.split(",") if m.strip()]:
-        result = run_idea3(agents, [record], [mode], num_generations=cfg.num_generations,
-                           temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                           analysis_max_new_tokens=cfg.analysis_max_new_tokens,
-                           peer_token_budget=cfg.peer_token_budget or None, train_stages=(), seed=cfg.seed,
-                           batch_size=cfg.batch_size, progress=cfg.progress)
-        t = result.transcripts[0] | {"gold": record["answer"],
-                                     "correct": [[evaluate.reward(a, record) for a in row]
-                                                 for row in result.transcripts[0]["fusion"]]}
+    for t in result.transcripts:
+        t = t | {"gold": record["answer"], "correct": [[evaluate.reward(a, record) for a in row]
+                                                       for row in t["fusion"]]}
         transcripts.append(t)
         print(format_transcript(t))
         print(f"---- gold answer: {record['answer']} | fusion answers correct (per agent): {t['correct']}\n",
@@ -664,8 +666,8 @@ def show(argv: Sequence[str]) -> list[dict]:
     if note := identical_note(agents, cfg.temperature):
         print(note)
     if cfg.out:
-        Path(cfg.out).write_text(json.dumps({"config": dataclasses.asdict(cfg), "transcripts": transcripts},
-                                            indent=2))
+        Path(cfg.out).write_text(json.dumps({"config": dataclasses.asdict(cfg), "stats": result.stats,
+                                             "transcripts": transcripts}, indent=2))
     return transcripts
 
 

@@ -202,9 +202,11 @@ def test_debate_prompt_contains_the_other_agents_answer(tiny, generate_calls):
     assert "Other agent's solution:\nAgent one thinks" in debate[1]
 
 
-def test_identical_greedy_agents_answer_alone_once(tiny, generate_calls):
-    out = idea3.multi_agent_answers([tiny, tiny], QUESTIONS[:2], "single", max_new_tokens=4)
-    assert len(generate_calls) == 1 and out.answers[0] == out.answers[1]
+def test_copies_of_one_model_decoding_greedily_are_generated_once(tiny, generate_calls):
+    out = idea3.multi_agent_answers([tiny, tiny], QUESTIONS[:2], "idea3", max_new_tokens=4,
+                                    analysis_max_new_tokens=4)
+    assert len(generate_calls) == 3                                          # alone, analysis, fusion: once each
+    assert out.answers[0] == out.answers[1]
 
 
 def test_compare_command_prints_a_table_and_writes_results(tmp_path, capsys):
@@ -217,3 +219,11 @@ def test_compare_command_prints_a_table_and_writes_results(tmp_path, capsys):
     assert set(result["accuracy"]) == {"single", "debate", "idea3 (cooperation)"}
     assert all(len(acc) == 2 and all(0 <= a <= 100 for a in acc) for acc in result["accuracy"].values())
     assert json.loads(out.read_text())["items"] == 2
+
+
+def test_show_command_prints_one_transcript_per_mode(capsys):
+    transcripts = idea3.main(["show", "--models", "tiny,tiny", "--benchmark", "synthetic", "--max-new-tokens", "4",
+                              "--analysis-max-new-tokens", "4", "--temperature", "0.7"])
+    printed = capsys.readouterr().out
+    assert [t["mode"] for t in transcripts] == ["cooperation", "competition"]
+    assert printed.count("---- 3. Idea Fusion") == 2 and "gold answer" in printed
