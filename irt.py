@@ -427,13 +427,14 @@ def estimate_difficulty(agents: Sequence[tuple], questions: Sequence[str], **ran
 
 def greedy_correctness(model, tokenizer, records: Sequence[dict], grade_fn: Callable | None = None,
                        prompt_fn: Callable | None = None, batch_size: int = 8, max_new_tokens: int = 256,
-                       cache_dir=DEFAULT_CACHE_DIR, progress: bool = True) -> np.ndarray:
+                       cache_dir=DEFAULT_CACHE_DIR, save_every: int = 64, progress: bool = True) -> np.ndarray:
     """Reward [Q] of the model's greedy answer to each record (1.0 = correct), cached per question.
 
     grade_fn(completion, record) -> float defaults to `evaluate.reward`; prompt_fn(record) -> str to
     evaluate.py's test-time prompt (both imported lazily). The completion text is cached under the model
     identity (file name), max_new_tokens and the prompt text, and graded on reading, so only new questions
-    are generated and a changed grader needs no regeneration.
+    are generated and a changed grader needs no regeneration. Prompts go to `llm.generate` save_every at a
+    time and the cache is written after each call, so an interrupted run (1,000 questions on a CPU) resumes.
     """
     if grade_fn is None or prompt_fn is None:
         import evaluate
@@ -443,11 +444,12 @@ def greedy_correctness(model, tokenizer, records: Sequence[dict], grade_fn: Call
     cache = _load_cache(cache_path)
     prompts = [prompt_fn(r) for r in records]
     keys = [text_hash(f"{max_new_tokens}\n{p}") for p in prompts]
-    todo = {k: p for k, p in zip(keys, prompts) if k not in cache}
-    if todo:
-        out = llm.generate(model, tokenizer, list(todo.values()), n=1, temperature=0.0,
+    todo = list({k: p for k, p in zip(keys, prompts) if k not in cache}.items())
+    for start in range(0, len(todo), save_every):
+        chunk = todo[start:start + save_every]
+        out = llm.generate(model, tokenizer, [p for _, p in chunk], n=1, temperature=0.0,
                            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
-        cache.update({k: texts[0] for k, texts in zip(todo, out.texts)})
+        cache.update({k: texts[0] for (k, _), texts in zip(chunk, out.texts)})
         _save_cache(cache_path, cache)
     return np.array([float(grade_fn(cache[k], r)) for k, r in zip(keys, records)])  # [Q]
 

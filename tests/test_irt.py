@@ -263,6 +263,9 @@ def test_ability_is_greedy_accuracy_and_is_cached(tiny, tmp_path, monkeypatch):
     assert calls == [0.0]  # one greedy call
     assert irt.estimate_ability(*tiny, records, **kwargs) == 0.5
     assert len(calls) == 1  # the second call was answered by the cache
+    more = records + [{"question": f"What is {k} + {k}?", "answer": str(2 * k)} for k in range(4, 9)]
+    assert irt.greedy_correctness(*tiny, more, save_every=2, **kwargs).sum() == 2.0
+    assert len(calls) == 1 + 3  # only the 5 new questions are generated, 2 at a time
 
 
 # ---------------------------------------------------------------- validation command
