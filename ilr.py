@@ -493,11 +493,17 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
 
 
 def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dict:
-    """Each agent ALONE on each evaluation benchmark (the paper's test protocol: pass@1, greedy)."""
+    """Each agent ALONE on each evaluation benchmark (the paper's test protocol: pass@1, greedy).
+    Before training (tag "base"), agents loaded from the same model are identical: evaluated once."""
     results = {}
+    names = model_names(cfg)
     for name in cfg.eval_benchmarks.split(","):
         records = data.load_benchmark(name, cfg.data_dir, limit=cfg.eval_limit or None)
         for i, a in enumerate(agents):
+            twin = names.index(names[i])                     # the first agent loaded from the same model
+            if tag == "base" and twin < i:
+                results[f"agent{i}/{name}"] = results[f"agent{twin}/{name}"]
+                continue
             a.model.eval()
             out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
