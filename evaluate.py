@@ -53,8 +53,8 @@ Choices (the paper states none of these; ours, each in one place):
    block; for math the worked solution if it contains a final-answer marker the graders read (a box or
    "####"), else "The final answer is $\\boxed{gold}$". --oracle shuffled grades the gold solution of another
    problem of the same benchmark (a seeded derangement): it should score ~0.
-8. --mode single is the only inference mode here; multi-agent inference (debate / Idea3, Table 4) is the hook
-   `run_mode` for idea3.py.
+8. --mode single is each model alone (the paper's test protocol). --mode debate | idea3 with --model a,b runs
+   the paper's Table 4 (untrained models answering together) through idea3.compare (`run_mode`).
 """
 
 from __future__ import annotations
@@ -699,7 +699,8 @@ def evaluate_model(model, tokenizer, records: Sequence[dict], samples: int = 1, 
     if samples > 1 and temperature <= 0:
         raise ValueError("--samples > 1 needs --temperature > 0 (greedy samples are identical)")
     complete = model_completer(model, tokenizer, samples, temperature, top_p, max_new_tokens, batch_size, seed)
-    chunk = max(1, batch_size // samples) * 4          # a few generate batches per written chunk
+    chunk = max(1, batch_size // samples)              # one generate batch per written chunk (records are
+                                                       # length-sorted first, so nothing is lost by this)
     return evaluate_records(records, complete, samples, out_path, resume, chunk, progress, name=name,
                             **sandbox_kwargs)
 
@@ -764,13 +765,13 @@ class EvalConfig:
     oracle: str | None = field(default=None, metadata={"help": "gold | shuffled: grade gold solutions (of the same "
                                                                 "/ another problem), no model"})
     mode: str = field(default="single", metadata={"help": "single (each model alone, the paper's protocol); "
-                                                         "multi-agent modes come with idea3.py"})
+                                                         "debate | idea3: --model a,b answer together (Table 4)"})
     timeout: float = field(default=sandbox.DEFAULT_TIMEOUT, metadata={"help": "sandbox wall seconds per program"})
     memory_mb: int = field(default=sandbox.DEFAULT_MEMORY_MB, metadata={"help": "sandbox address space, MB"})
     workers: int | None = field(default=None, metadata={"help": "parallel sandboxes (default: CPU cores)",
                                                         "type": int})
     threads: int = field(default=2, metadata={"help": "torch.set_num_threads"})
-    progress: bool = field(default=False, metadata={"help": "tqdm progress bar"})
+    quiet: bool = field(default=False, metadata={"help": "no tqdm progress bar"})
 
 
 def parse_config(argv: Sequence[str] | None) -> EvalConfig:
@@ -796,15 +797,37 @@ def benchmark_names(spec: str) -> list[str]:
     return names
 
 
-def run_mode(cfg: EvalConfig):
-    """Hook for multi-agent inference (paper Table 4: debate / Idea3), to be added by idea3.py. Only 'single'."""
-    if cfg.mode != "single":
-        raise SystemExit(f"--mode {cfg.mode!r} is not available yet: only 'single' (each model alone)")
+def run_mode(cfg: EvalConfig) -> dict | None:
+    """Multi-agent inference (paper Table 4): --mode debate | idea3 with --model naming M >= 2 comma-separated
+    models. Each model's final answer is scored, next to each answering alone; idea3.compare does the work.
+    Returns None for --mode single (the paper's protocol: each model alone), handled by main()."""
+    if cfg.mode == "single":
+        return None
+    if cfg.mode not in ("debate", "idea3"):
+        raise SystemExit(f"error: --mode must be single, debate or idea3 (got {cfg.mode!r})")
+    if cfg.oracle or cfg.data_file or cfg.samples > 1:
+        raise SystemExit(f"error: --mode {cfg.mode} works with --data-dir (or the Hub), greedy, without --oracle")
+    if len(cfg.model.split(",")) < 2:
+        raise SystemExit(f"error: --mode {cfg.mode} needs --model with at least two comma-separated names")
+    import idea3
+
+    results = {}
+    for name in benchmark_names(cfg.benchmarks):
+        argv = ["--models", cfg.model, "--benchmark", name, "--modes", f"single,{cfg.mode}",
+                "--temperature", str(cfg.temperature), "--max-new-tokens", str(cfg.max_new_tokens),
+                "--batch-size", str(cfg.batch_size), "--seed", str(cfg.seed), "--threads", str(cfg.threads)]
+        argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+        argv += ["--limit", str(cfg.limit)] if cfg.limit else []
+        argv += ["--out", str(Path(cfg.out) / f"{name}-{cfg.mode}.json")] if cfg.out else []
+        argv += [] if cfg.quiet else ["--progress"]
+        results[name] = idea3.compare(argv)
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse_config(argv)
-    run_mode(cfg)
+    if (multi := run_mode(cfg)) is not None:
+        return multi
     import data
 
     names = benchmark_names(cfg.benchmarks)
@@ -830,12 +853,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         try:
             if cfg.oracle:
                 summaries[name] = evaluate_records(records, oracle_completer(records, cfg.oracle, cfg.seed),
-                                                   cfg.samples, path, cfg.resume, 256, cfg.progress, cfg.workers,
+                                                   cfg.samples, path, cfg.resume, 256, not cfg.quiet, cfg.workers,
                                                    name=name, **sandbox_kwargs)
             else:
                 summaries[name] = evaluate_model(model, tokenizer, records, cfg.samples, cfg.temperature,
                                                  cfg.top_p, cfg.max_new_tokens, cfg.batch_size, path, cfg.resume,
-                                                 cfg.progress, cfg.seed, name, workers=cfg.workers,
+                                                 not cfg.quiet, cfg.seed, name, workers=cfg.workers,
                                                  **sandbox_kwargs)
         except (FileExistsError, ValueError) as e:
             raise SystemExit(f"error: {e}")
