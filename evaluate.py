@@ -37,10 +37,11 @@ Choices (the paper states none of these; ours, each in one place):
    gold side). Several answers (OlympiadBench `meta["answers"]`, or `meta["multiple"]`) are compared as a
    multiset: any order.
 4. math-verify's own timeouts (`parsing_timeout`, `timeout_seconds`, default 5 s) use signal.alarm: they only
-   work in the main thread and raise ValueError in any other thread. We pass `MATH_VERIFY_TIMEOUT` (2 s) in the
-   main thread; from other threads the comparison runs in a helper process (spawned once) whose main thread has
-   the timeouts. Strings longer than `MAX_ANSWER_CHARS` never reach math-verify, and any exception is caught:
-   the grader never raises (an unexpected error is graded incorrect, reason "grader_error").
+   work in the main thread and raise ValueError in any other thread. In the main thread we pass
+   `MATH_VERIFY_TIMEOUT` (5 s, its default), after one warm-up parse without a timeout (the first parse loads
+   sympy's LaTeX parser); from other threads the comparison runs in a helper process (spawned once) whose main
+   thread has the timeouts. Strings longer than `MAX_ANSWER_CHARS` never reach math-verify, and any exception
+   is caught: the grader never raises (an unexpected error is graded incorrect, reason "grader_error").
 5. Code (`grade_code`): the last ```python block that defines the function the tests call (else the first
    block; an unterminated block counts; else the whole text if it parses), then the benchmark's setup code,
    then all its asserts, run by sandbox.run_code. The setup code goes AFTER the candidate code because MBPP's
@@ -95,7 +96,7 @@ POOLED = {"aime": ("aime24", "aime25")}                                       # 
 ALIASES = {"aime": ["aime24", "aime25"],
            "paper": ["gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "aime25", "mbpp"]}
 LAST_NUMBER_BENCHMARKS = {"gsm8k", "synthetic"}   # OURS: answers are plain numbers, so the last number counts
-MATH_VERIFY_TIMEOUT = 2        # seconds per math-verify parse / comparison (signal-based: main thread only)
+MATH_VERIFY_TIMEOUT = 5        # s per math-verify parse / comparison, its default (signal-based: main thread)
 MAX_ANSWER_CHARS = 1000        # longer answers are compared as strings only (guards math-verify / sympy)
 NUMBER_REL_TOL = 1e-4          # as Qwen2.5-Math's math_equal; two integers are compared exactly
 MATH_REASONS = ("passed", "wrong", "no_answer", "grader_error")
@@ -298,13 +299,29 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-@lru_cache(maxsize=65536)
-def _mv_parse(text: str, timeout: int | None):
-    """math-verify parse of `text` put in a box (so its LaTeX extractor reads the whole answer); cached."""
-    from math_verify import parse
+_parsed: dict = {}
+
+
+@lru_cache(maxsize=1)
+def _math_verify():
+    """Import math-verify and warm it up once WITHOUT a timeout: the first parse loads sympy's LaTeX parser,
+    which under a loaded CPU takes longer than a timeout meant for one comparison."""
+    import math_verify
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)   # its timeout warnings would flood the console
-    return parse("\\boxed{" + text + "}", parsing_timeout=timeout)
+    math_verify.parse("\\boxed{\\frac{1}{2}+x}", parsing_timeout=None)
+    return math_verify
+
+
+def _mv_parse(text: str):
+    """math-verify parse of `text` put in a box (so its LaTeX extractor reads the whole answer). Successful
+    parses are cached (gold answers repeat across samples); a failure or timeout is not, so load cannot stick."""
+    if text in _parsed:
+        return _parsed[text]
+    result = _math_verify().parse("\\boxed{" + text + "}", parsing_timeout=MATH_VERIFY_TIMEOUT)
+    if result and len(_parsed) < 65536:
+        _parsed[text] = result
+    return result
 
 
 def math_verify_equal(gold: str, prediction: str) -> bool:
@@ -317,15 +334,13 @@ def math_verify_equal(gold: str, prediction: str) -> bool:
         return False
     if not _in_main_thread():
         return _verify_in_helper(gold, prediction)
-    from math_verify import verify
     from math_verify.errors import TimeoutException   # a BaseException: `except Exception` would miss it
 
     try:
-        gold_parsed = _mv_parse(gold, MATH_VERIFY_TIMEOUT)
-        pred_parsed = _mv_parse(prediction, MATH_VERIFY_TIMEOUT)
+        gold_parsed, pred_parsed = _mv_parse(gold), _mv_parse(prediction)
         if not gold_parsed or not pred_parsed:
             return False
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=MATH_VERIFY_TIMEOUT))
+        return bool(_math_verify().verify(gold_parsed, pred_parsed, timeout_seconds=MATH_VERIFY_TIMEOUT))
     except (Exception, TimeoutException):
         return False
 
