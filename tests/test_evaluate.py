@@ -323,3 +323,18 @@ def test_cli_with_the_tiny_model(tmp_path):
     result = evaluate.main(["--model", "tiny", "--benchmarks", "synthetic", "--limit", "2", "--max-new-tokens",
                             "4", "--out", str(tmp_path)])
     assert result["benchmarks"]["synthetic"]["items"] == 2
+
+
+def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path):
+    """--mode debate|idea3 --model a,b: Table 4 through idea3.compare, one accuracy per agent and mode."""
+    folder = tmp_path / "data" / "gsm8k"
+    folder.mkdir(parents=True)
+    folder.joinpath("test.jsonl").write_text(
+        "".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}) + "\n" for i in range(2)))
+    result = evaluate.main(["--model", "tiny,tiny", "--mode", "debate", "--benchmarks", "gsm8k", "--data-dir",
+                            str(tmp_path / "data"), "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
+    accuracy = result["gsm8k"]["accuracy"]
+    assert set(accuracy) == {"single", "debate"} and all(len(v) == 2 for v in accuracy.values())
+    assert (tmp_path / "out" / "gsm8k-debate.json").is_file()
+    with pytest.raises(SystemExit, match="at least two comma-separated names"):
+        evaluate.main(["--model", "tiny", "--mode", "idea3", "--benchmarks", "gsm8k"])
