@@ -611,6 +611,9 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         signal.signal(signal.SIGINT, previous)
 
+    for i, a in enumerate(agents):  # Hugging Face format: `python evaluate.py --model RUN_DIR/final/agent0`
+        a.model.save_pretrained(run / "final" / f"agent{i}")
+        a.tokenizer.save_pretrained(run / "final" / f"agent{i}")
     trained = evaluate_alone(cfg, agents, run, f"step{cfg.max_steps}")
     table = results_table(cfg, base, trained, len(agents))
     (run / "results.json").write_text(json.dumps({"base": base, "trained": trained}, indent=1))

@@ -121,6 +121,10 @@ def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path):
     for name in ("config.json", "metrics.jsonl", "results.json", "results.md", "curves.png", "checkpoint/state.pt"):
         assert (d / name).is_file(), name
     assert len(list((d / "transcripts").iterdir())) == 2
+    import llm
+    model, _ = llm.load_model(str(d / "final" / "agent1"))  # the trained agent, ready for evaluate.py --model
+    saved = torch.load(d / "checkpoint" / "agent1.pt", weights_only=False)["model"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
     assert set(out["trained"]) == {"agent0/synthetic", "agent1/synthetic"}
     with pytest.raises(SystemExit, match="holds a run already"):  # never overwrite a run by accident
         run(tmp_path, "--max_steps", "2")
