@@ -324,15 +324,15 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
 
 
 def main():
-    torch.set_printoptions(precision=3, sci_mode=False)
+    fmt = lambda t: "[" + ", ".join(f"{x:.3f}" for x in t.tolist()) + "]"  # no global print options changed
     cases = {"binary (correct / wrong)": torch.tensor([[1., 0, 0, 0], [1, 1, 1, 0]]),
              "multi-level (partial credit)": torch.tensor([[1., 0.5, 0, 0], [0.5, 0.5, 0, 0]])}
     for name, rewards in cases.items():                                        # [M=2, G=4]
         calibrated = perception_calibration(rewards)
         print(f"== {name}: rewards of agent 0 {rewards[0].tolist()}, of its peer {rewards[1].tolist()}")
-        print(f"   calibrated rewards of agent 0      {calibrated[0]}")
-        print(f"   std advantages without calibration {group_advantages(rewards)[0]}")
-        print(f"   std advantages with calibration    {group_advantages(calibrated)[0]}")
+        print(f"   calibrated rewards of agent 0      {fmt(calibrated[0])}")
+        print(f"   std advantages without calibration {fmt(group_advantages(rewards)[0])}")
+        print(f"   std advantages with calibration    {fmt(group_advantages(calibrated)[0])}")
 
 
 if __name__ == "__main__":
