@@ -31,7 +31,8 @@ Choices where the paper is open (each one lives in one place, named here):
      `max_question_chars` characters so a group fits the context. The parser (`parse_ranking`) reads many formats.
   5. Normalised rank = position / (n - 1); a group of one (the last group may be small) gets 0.5.
   6. A partial ranking keeps the positions of the ids it names; the missing ids share the remaining positions
-     (they tie at their mean); a ranking with no usable id gives 0.5 to all (`group_ranks`). Both are counted.
+     (they tie at their mean); a ranking with no usable id gives 0.5 to all (`group_ranks`). Both are counted,
+     and so are "identity" rankings (the order shown, repeated); `drop_identity` treats those as invalid.
   7. Ranking is greedy (temperature 0): deterministic, so the cache is exact; diversity comes from the S splits.
   8. The "random" ablation draws each question's mode independently with P(cooperation) = cooperation_ratio.
   9. Ability is measured with evaluate.py's test-time prompt and grader (`evaluate.reward`), greedy, 256 tokens.
@@ -186,10 +187,14 @@ def ranking_prompt(questions: Sequence[str], max_question_chars: int = 700) -> s
 
 
 # The three readings of a ranking answer. An id may carry a prefix: "Question 3", "Q3", "problem #3", "#3".
-_ID = r"(?:(?<![a-z])(?:question|problem|q)\s*(?:no\.?|number)?\s*#?\s*|#)?\d+"
+_PREFIX = r"(?:(?<![a-z])(?:question|problem|q)\s*(?:no\.?|number)?\s*#?\s*|#)"
+_ID = rf"{_PREFIX}?\d+"
 _SEPARATOR = r"(?:\s*[,;]\s*|[^\S\n]*(?:>|->|=>|\u2192|\band\b|\bthen\b)[^\S\n]*|[^\S\n]+)"  # , ; > -> then
 _RUN = re.compile(rf"{_ID}(?:(?:{_SEPARATOR})+{_ID})+", re.IGNORECASE)       # "3, 1, 4, 2", "Q3 > Q1 > Q2"
-_LIST_ITEM = re.compile(rf"^[^\S\n]*\d+[.)][^\S\n]*({_ID})", re.IGNORECASE | re.MULTILINE)  # "1. Question 3"
+# A list item "1. Question 3 ..." or "1. 3" / "1. 3." / "1) 3 (easiest)"; a bare number followed by a word
+# ("1. 3 pencils") is the model solving the question, not an id.
+_LIST_ITEM = re.compile(rf"^[^\S\n]*\d+[.)][^\S\n]*({_PREFIX}\d+|\d+(?![.,]\d)(?=[^\S\n]*(?:$|[.,;:()\-])))",
+                        re.IGNORECASE | re.MULTILINE)
 _MATH_SPAN = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)  # $..$ \(..\) \[..\]
 _MENTION = re.compile(r"(?<![a-z])(?:question|problem|q)\s*(?:no\.?|number)?\s*#?\s*(\d+)(?![\d:])(?!\s+:)",
                       re.IGNORECASE)  # "... is question 2, then question 3"; a header "Question 1:" is an echo
@@ -360,7 +365,7 @@ def _save_cache(path: Path | None, cache: dict) -> None:
 
 def self_rank(model, tokenizer, questions: Sequence[str], group_size: int = 4, num_splits: int = 3,
               seed: int = 0, batch_size: int = 8, max_new_tokens: int = 48, temperature: float = 0.0,
-              max_question_chars: int = 700, cache_dir=DEFAULT_CACHE_DIR,
+              max_question_chars: int = 700, drop_identity: bool = False, cache_dir=DEFAULT_CACHE_DIR,
               progress: bool = True) -> tuple[np.ndarray, Counter]:
     """One model ranks Q questions: S random splits into groups of n -> normalised ranks [S, Q] and counts.
 
@@ -368,7 +373,9 @@ def self_rank(model, tokenizer, questions: Sequence[str], group_size: int = 4, n
     completion text is cached under hash(model identity, settings, the group's question texts in order), so
     a rerun generates nothing and a better parser re-reads the stored texts. Counts: valid / partial /
     invalid groups, "identity" (valid but exactly the order shown: a sign of copying), single (groups of
-    one, not asked), generated / cached.
+    one, not asked), generated / cached. drop_identity=True (OURS, off by default) gives an identity
+    ranking 0.5 for all, as if invalid: SmolLM2-135M writes "1. 1. 2. 2. ..." (the numbering echoed), and
+    on the synthetic task those few echoes alone made Spearman vs level -0.38 (README, irt.py validate).
     """
     from tqdm.auto import tqdm
 
@@ -399,8 +406,9 @@ def self_rank(model, tokenizer, questions: Sequence[str], group_size: int = 4, n
                 continue
             order, valid = parse_ranking(cache[key], len(group))
             counts[ranking_status(order, len(group))] += 1
-            counts["identity"] += valid and order == sorted(order)
-            group_rank_lists.append(group_ranks(order, len(group)))
+            identity = valid and order == sorted(order)
+            counts["identity"] += identity
+            group_rank_lists.append(group_ranks([] if identity and drop_identity else order, len(group)))
         ranks[split] = scatter_group_ranks(groups, group_rank_lists, len(questions))
     return ranks, counts
 
@@ -474,6 +482,8 @@ class ValidateConfig:
     limit: int = field(default=100, metadata={"help": "Q: questions ranked, a seeded random sample"})
     group_size: int = field(default=4, metadata={"help": "n: questions per ranking group (OPEN, ours 4)"})
     num_splits: int = field(default=3, metadata={"help": "S: random splits averaged (OPEN, ours 3)"})
+    drop_identity: bool = field(default=False, metadata={"help": "a ranking that repeats the order shown counts "
+                                                                 "as no information (rank 0.5)"})
     ability_limit: int = field(default=100, metadata={"help": "held-out questions for gamma (paper: 1,000 MATH), "
                                                                 "disjoint from the ranked ones"})
     ability: float | None = field(default=None, metadata={"help": "gamma given directly: skip measuring it",
@@ -525,7 +535,8 @@ def validate(cfg: ValidateConfig) -> dict:
     questions = [r["question"] for r in ranked]
     difficulty, stats = estimate_difficulty(
         [(model, tokenizer)], questions, group_size=cfg.group_size, num_splits=cfg.num_splits, seed=cfg.seed,
-        batch_size=cfg.batch_size, max_new_tokens=cfg.rank_max_new_tokens, cache_dir=cfg.cache_dir)
+        batch_size=cfg.batch_size, max_new_tokens=cfg.rank_max_new_tokens, drop_identity=cfg.drop_identity,
+        cache_dir=cfg.cache_dir)
     levels = np.array([float(r["meta"].get("level", "nan")) for r in ranked])  # [Q]
     lengths = np.array([len(q) for q in questions])  # [Q] a naive difficulty proxy, for comparison
     report = {"config": dataclasses.asdict(cfg), "num_questions": len(ranked), "ranking": stats,

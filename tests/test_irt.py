@@ -90,6 +90,8 @@ def test_assign_modes_fixed_and_random_ablations():
     ("1. Question 3\n2. Question 1\n3. Question 2", 3, [3, 1, 2], True),
     ("1) Q2 (easy)\n2) Q1\n3) Q3 (hard)", 3, [2, 1, 3], True),
     ("1. 3\n2. 1\n3. 2", 3, [3, 1, 2], True),
+    ("1. 3 pencils\n2. 9 more pencils\n3. 2 more stickers\n4. 12 stickers", 4, [], False),  # counts, not ids
+    ("1. 1.\n2. 2.\n3. 3.", 3, [1, 2, 3], True),  # the numbering echoed: valid, counted as "identity"
     ("The easiest is question 2, then question 3, and the hardest is question 1.", 3, [2, 3, 1], True),
     ("2,\n1,\n3", 3, [2, 1, 3], True),
     ("#2, #1, #3", 3, [2, 1, 3], True),
@@ -216,6 +218,20 @@ def test_a_group_of_one_is_not_asked_and_gets_half(tiny, monkeypatch):
     assert len(calls) == 1 and len(calls[0]) == 1  # one call per split; only the group of two is prompted
     assert counts["single"] == 1 and counts["valid"] == 1
     assert sorted(ranks[0].tolist()) == [0.0, 0.5, 1.0]
+
+
+def test_drop_identity_turns_an_echoed_order_into_no_information(tiny, monkeypatch):
+    def echo_generate(model, tokenizer, prompts, **kwargs):  # "1. 1.\n2. 2. ..." as SmolLM2-135M writes
+        texts = [["\n".join(f"{k}. {k}." for k in range(1, p.count("Question ") + 1))] for p in prompts]
+        return llm.Generation(texts=texts, prompt_ids=[], completion_ids=[], finished=[])
+
+    monkeypatch.setattr(llm, "generate", echo_generate)
+    kwargs = dict(group_size=4, num_splits=1, cache_dir=None, progress=False)
+    ranks, counts = irt.self_rank(*tiny, QUESTIONS[:4], **kwargs)
+    assert counts["valid"] == counts["identity"] == 1
+    assert sorted(ranks[0].tolist()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    ranks, counts = irt.self_rank(*tiny, QUESTIONS[:4], drop_identity=True, **kwargs)
+    assert counts["valid"] == counts["identity"] == 1 and ranks[0].tolist() == [0.5] * 4
 
 
 def perfect_ranker(true_difficulty):
