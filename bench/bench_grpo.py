@@ -61,6 +61,7 @@ class BenchConfig:
     warmup_steps: int = field(default=1, metadata={"help": "unmeasured steps per process"})
     steps: int = field(default=5, metadata={"help": "measured steps per process (median reported)"})
     ilr_steps: int = field(default=2, metadata={"help": "measured ILR steps (0 = skip the ILR step)"})
+    ilr_warmup_steps: int = field(default=1, metadata={"help": "unmeasured ILR steps before those"})
     profile: bool = field(default=True, metadata={"help": "one extra profiled step of ours and TRL (first beta)"})
     eval_limit: int = field(default=16, metadata={"help": "GSM8K test problems per evaluation run (0 = skip)"})
     eval_batch_sizes: str = field(default="16,1", metadata={"help": "evaluate.py --batch-size values compared"})
@@ -252,6 +253,7 @@ def summarize(w: Worker, peak_gflops: float) -> dict:
             s[f"{stage}_s"] = med(r["idea3"].get(f"idea3/{stage}_seconds") for r in rows)
             s[f"{stage}_tokens"] = med(r["idea3"].get(f"idea3/{stage}_tokens") for r in rows)
             s[f"{stage}_max_prompt"] = med(r["idea3"].get(f"idea3/{stage}_max_prompt_tokens") for r in rows)
+    s["reports"] = [{k: v for k, v in r.items() if k != "profile_top"} for r in w.reports]  # warm-up included
     profiled = [r for r in w.reports if r.get("profile_top")]
     if profiled:
         s["profile_top"] = profiled[0]["profile_top"][:12]
@@ -428,7 +430,7 @@ def main(argv=None):
         if beta == 0 and cfg.ilr_steps > 0:  # the ILR step runs in turns with the beta = 0 pair
             ilr_worker = Worker(f"ilr-{tag}", "ilr", worker_settings(cfg, beta, out, f"ilr-{tag}"), out)
             workers.append(ilr_worker)
-            plan[ilr_worker.label] = (cfg.warmup_steps, cfg.ilr_steps)
+            plan[ilr_worker.label] = (cfg.ilr_warmup_steps, cfg.ilr_steps)
         for w in workers:
             results.setdefault("torch", w.ready.get("torch"))
             if w.impl == "trl":
