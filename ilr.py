@@ -218,7 +218,9 @@ def make_agents(cfg: Config) -> list[Agent]:
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+        # fused: one kernel for all parameters (same algorithm; 0.72 s -> 0.19 s per step for 135M on this CPU,
+        # bench/README.md); it needs every parameter on one device type with a floating dtype, which ours are.
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0, fused=True)
         agents.append(Agent(f"agent{i}:{name}", model, tokenizer, optimizer, ref))
     return agents
 
@@ -258,9 +260,19 @@ class Group(NamedTuple):
     texts: list[str]                 # [G] decoded answers
 
 
-def group_rewards(groups: list[Group], format_reward: float) -> torch.Tensor:
-    """Rewards [num_groups, G] of every answer (the one place a classroom exercise swaps the reward)."""
-    return torch.tensor([[answer_reward(t, g.record, format_reward) for t in g.texts] for g in groups])
+def grade_groups(groups: list[Group]) -> torch.Tensor:
+    """Correctness [num_groups, G] of every answer by the evaluator's grader (1.0 / 0.0)."""
+    return torch.tensor([[evaluate.reward(t, g.record) for t in g.texts] for g in groups])
+
+
+def group_rewards(groups: list[Group], format_reward: float, correct: torch.Tensor | None = None) -> torch.Tensor:
+    """Rewards [num_groups, G] of every answer: `answer_reward` of each (the one place a classroom exercise swaps
+    the reward). `correct` [num_groups, G], the grader's verdicts when already known, is reused: each answer is
+    graded once (an MBPP answer costs a sandbox process)."""
+    if correct is None:
+        return torch.tensor([[answer_reward(t, g.record, format_reward) for t in g.texts] for g in groups])
+    form = torch.tensor([[float(well_formed(t, g.record)) for t in g.texts] for g in groups])
+    return correct + format_reward * form
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -310,8 +322,8 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
     gen_seconds = time.time() - t_gen
 
     # 3) Grade: rewards [num_groups, G].
-    rewards = group_rewards(groups, cfg.format_reward)                                   # [num_groups, G]
-    correct = torch.tensor([[evaluate.reward(t, g.record) for t in g.texts] for g in groups])  # [num_groups, G]
+    correct = grade_groups(groups)                                                       # [num_groups, G]
+    rewards = group_rewards(groups, cfg.format_reward, correct)                          # [num_groups, G]
 
     # 4) Perception Calibration, Eq. 5: the agents' groups on the same question and stage see each other.
     calibrated = rewards.clone()

@@ -48,6 +48,17 @@ def test_reward_is_correctness_plus_format_term():
     assert ilr.answer_reward("so \\boxed{8}", rec, 0.0) == 0.0
 
 
+def test_group_rewards_reuse_the_grades_and_equal_answer_reward():
+    rec = {"kind": "math", "answer": "7", "meta": {}}
+    texts = ["so \\boxed{7}", "so \\boxed{8}", "no idea", "\\boxed{7.0}"]
+    groups = [ilr.Group("fusion", 0, 0, rec, [[1]] * 4, [[2]] * 4, texts)]
+    correct = ilr.grade_groups(groups)
+    assert correct.tolist() == [[1.0, 0.0, 0.0, 1.0]]
+    expected = [[ilr.answer_reward(t, rec, 0.1) for t in texts]]
+    torch.testing.assert_close(ilr.group_rewards(groups, 0.1, correct), torch.tensor(expected))
+    torch.testing.assert_close(ilr.group_rewards(groups, 0.1), torch.tensor(expected))
+
+
 def test_step_questions_cover_every_question_once_per_epoch():
     seen = [q for s in range(5) for q in ilr.step_questions(10, s, 2, seed=3)]  # 5 steps x 2 = one epoch
     assert sorted(seen) == list(range(10))
@@ -66,7 +77,7 @@ def test_peer_sets_pair_the_agents_on_the_same_question_and_stage():
 REWARDED = 1000  # a token id: the reward is the share of completion tokens equal to it
 
 
-def rewarded_token_share(groups, format_reward):
+def rewarded_token_share(groups, format_reward, correct=None):
     return torch.tensor([[sum(t == REWARDED for t in c) / max(len(c), 1) for c in g.completion_ids]
                          for g in groups])
 

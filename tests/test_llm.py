@@ -42,6 +42,43 @@ def test_sampling_is_reproducible_with_a_seed(tiny):
     assert a.completion_ids == b.completion_ids
 
 
+def test_shared_prefill_samples_exactly_like_num_return_sequences(tiny):
+    """generate() encodes each prompt once and copies its KV cache to the n samples. With the same seed this
+    must draw exactly the tokens that model.generate(num_return_sequences=n) draws, padding included."""
+    model, tok = tiny
+    prompts = ["a much longer prompt than the other one, to force left padding", "short"]
+    ours = llm.generate(model, tok, prompts, n=3, temperature=1.0, max_new_tokens=10, seed=3)
+    order = sorted(range(2), key=lambda b: len(ours.prompt_ids[b]))  # generate() sorts by length
+    width = max(len(ours.prompt_ids[b]) for b in order)
+    pad = tok.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(ours.prompt_ids[b])) + ours.prompt_ids[b] for b in order])
+    mask = (torch.arange(width)[None] >= width - torch.tensor([len(ours.prompt_ids[b]) for b in order])[:, None])
+    torch.manual_seed(3)
+    ref = model.generate(input_ids=ids, attention_mask=mask.long(), num_return_sequences=3, do_sample=True,
+                         temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=10, pad_token_id=pad,
+                         eos_token_id=sorted(llm.eos_ids(model, tok)))[:, width:].tolist()
+    for j, b in enumerate(order):
+        for k in range(3):
+            assert ours.completion_ids[b][k] == llm._cut_at_eos(ref[j * 3 + k], llm.eos_ids(model, tok))[0]
+
+
+def test_prefill_cache_continues_like_one_full_forward(tiny):
+    """The cache from llm.prefill, continued by the last prompt token at generate's position, gives the logits of
+    one forward over the whole left-padded batch: positions count real tokens only, pads are ignored."""
+    model, tok = tiny
+    rows = [llm.chat_prompt_ids(tok, p) for p in ["short", "a much longer prompt, to force left padding here"]]
+    width, pad = max(map(len, rows)), tok.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])                      # (B, P)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]  # (B, V)
+        cache = llm.prefill(model, ids[:, :-1], mask[:, :-1])
+        step = model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=pos[:, -1:],
+                     past_key_values=cache).logits[:, -1]
+    torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-4)
+
+
 def test_completion_ids_score_like_the_model(tiny):
     """The ids are what the model sampled: greedy tokens are the argmax of the model's next-token logits."""
     model, tok = tiny
