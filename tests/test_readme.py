@@ -1,0 +1,41 @@
+"""README.md: the "Paper → code" table points at the right lines, so a student who opens a range finds the whole
+mechanism. When code moves, this test fails and names the range to write instead."""
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def top_level_spans(path: Path) -> dict[str, tuple[int, int]]:
+    """name -> (first line, last line) of every top-level def, class and assignment of a module."""
+    spans = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            spans[node.name] = (node.lineno, node.end_lineno)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in getattr(node, "targets", [getattr(node, "target", None)]):
+                if isinstance(target, ast.Name):
+                    spans[target.id] = (node.lineno, node.end_lineno)
+    return spans
+
+
+def paper_to_code_rows() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Paper → code", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and ".py`:" in line]
+
+
+def test_paper_to_code_line_ranges_match_the_code():
+    rows = paper_to_code_rows()
+    assert len(rows) >= 15, "the Paper → code table is missing or lost rows"
+    wrong = []
+    for row in rows:
+        path = re.search(r"`(\w+\.py)`:", row).group(1)
+        spans = top_level_spans(ROOT / path)
+        for name, first, last in re.findall(r"`(\w+)` \((\d+)–(\d+)\)", row):
+            if name not in spans:
+                wrong.append(f"{path}: {name} is not a top-level name")
+            elif spans[name] != (int(first), int(last)):
+                wrong.append(f"{path}: {name} is at {spans[name][0]}–{spans[name][1]}, README says {first}–{last}")
+    assert not wrong, "\n".join(wrong)
