@@ -652,6 +652,7 @@ def plot_run(run: Path) -> dict:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
@@ -667,10 +668,14 @@ def plot_run(run: Path) -> dict:
         axes[0, 1].plot(steps, [r[f"{a}/accuracy"] for r in rows], marker="o", label=a)
     axes[1, 0].plot(steps, [r["ilr/cooperation_share"] for r in rows], marker="o", color="tab:green")
     axes[1, 1].plot(steps, [r["kl"] for r in rows], marker="o", color="tab:red")
-    titles = ["mean reward per agent", "accuracy of trained answers", "cooperation share (IRT)", "KL to reference"]
+    config = Path(run) / "config.json"
+    beta = json.loads(config.read_text()).get("beta") if config.is_file() else None
+    kl_title = "KL to reference" + (" (beta = 0: none loaded)" if beta == 0 else "")
+    titles = ["mean reward per agent", "accuracy of trained answers", "cooperation share (IRT)", kl_title]
     for ax, title in zip(axes.flat, titles):
         ax.set_title(title)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     axes[1, 0].set_ylim(-0.05, 1.05)
     axes[0, 0].legend(fontsize=7)
     axes[0, 1].legend(fontsize=7)
