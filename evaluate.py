@@ -60,7 +60,6 @@ Choices (the paper states none of these; ours, each in one place):
 
 from __future__ import annotations
 
-import argparse
 import ast
 import atexit
 import dataclasses
@@ -769,7 +768,8 @@ class EvalConfig:
     data_dir: str | None = field(default=None, metadata={"help": "local data folder laid out like ../shared/data"})
     data_file: str | None = field(default=None, metadata={"help": "one benchmark file (then one benchmark)"})
     limit: int | None = field(default=None, metadata={"help": "first N records of each benchmark", "type": int})
-    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass; 1 = one problem at a time"})
+    batch_size: int = field(default=64, metadata={"help": "sequences per forward pass; 1 = one problem at a "
+                                                          "time (64 was 1.14x faster than 16 on CPU, README)"})
     max_new_tokens: int = field(default=512, metadata={"help": "T: completion tokens per answer"})
     samples: int = field(default=1, metadata={"help": "K samples per problem: pass@1..K (K > 1 needs temperature)"})
     temperature: float = field(default=0.0, metadata={"help": "0.0 = greedy (the paper's pass@1 protocol)"})
@@ -791,15 +791,9 @@ class EvalConfig:
 
 def parse_config(argv: Sequence[str] | None) -> EvalConfig:
     """--field-name value for every EvalConfig field (bools are flags); help from the field metadata."""
-    parser = argparse.ArgumentParser(description="Evaluate one model alone on the ILR benchmarks.")
-    for f in dataclasses.fields(EvalConfig):
-        flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"] + f" (default {f.default})"
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
-        else:
-            kind = f.metadata.get("type", str if f.default is None else type(f.default))
-            parser.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_text)
-    return EvalConfig(**vars(parser.parse_args(argv)))
+    import llm  # imported here: the grader needs no torch
+
+    return llm.parse_config(EvalConfig, argv, "Evaluate one model alone on the ILR benchmarks.")
 
 
 def benchmark_names(spec: str) -> list[str]:

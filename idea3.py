@@ -66,7 +66,6 @@ Choices where the paper is open (# OPEN: / # OURS: in the code; each lives in on
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -601,16 +600,8 @@ class CompareConfig(RunConfig):
 
 
 def parse_config(cls, argv: Sequence[str], description: str):
-    """--field-name value for every field of a config dataclass (bools are flags); help from the metadata."""
-    parser = argparse.ArgumentParser(prog=f"idea3.py {cls.__name__[:-6].lower()}", description=description)
-    for f in dataclasses.fields(cls):
-        flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"] + f" (default {f.default})"
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
-        else:
-            kind = f.metadata.get("type", str if f.default is None else type(f.default))
-            parser.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_text)
-    return cls(**vars(parser.parse_args(argv)))
+    """--field-name value for every field of ShowConfig / CompareConfig (bools are flags)."""
+    return llm.parse_config(cls, argv, description, prog=f"idea3.py {cls.__name__[:-6].lower()}")
 
 
 def load_agents(spec: str) -> list[tuple]:

@@ -600,8 +600,12 @@ def main(argv: list[str] | None = None) -> dict:
     elif (run / "base.json").exists():
         base = json.loads((run / "base.json").read_text())
     difficulty, abilities = irt_inputs(cfg, agents, train, val, run)
-    print(f"[ilr] abilities γ = {[round(a, 3) for a in abilities]} | mean difficulty D = "
-          f"{float(np.mean(difficulty)):.3f} | {len(train)} training questions", flush=True)
+    if cfg.method == "grpo" or cfg.interaction != "dynamic":
+        print(f"[ilr] IRT not measured: the modes of --method {cfg.method} --interaction {cfg.interaction} do not "
+              f"depend on γ and D_q | {len(train)} training questions", flush=True)
+    else:
+        print(f"[ilr] abilities γ = {[round(a, 3) for a in abilities]} | mean difficulty D = "
+              f"{float(np.mean(difficulty)):.3f} | {len(train)} training questions", flush=True)
 
     from tqdm.auto import tqdm
     interrupted = False

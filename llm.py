@@ -30,6 +30,8 @@ Choices (ours, not the paper's):
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -282,3 +284,29 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
             finished[b] = [f for _, f in cut]
     texts = [[tokenizer.decode(c, skip_special_tokens=True) for c in row] for row in completion_ids]
     return Generation(texts=texts, prompt_ids=prompt_ids, completion_ids=completion_ids, finished=finished)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command lines (evaluate.py, irt.py validate, idea3.py show|compare): one config dataclass per entry point
+# ----------------------------------------------------------------------------------------------------------
+
+def parse_config(cls, argv, description: str, prog: str | None = None):
+    """`--field-name value` for every field of the config dataclass `cls`, help from its metadata; bools are
+    flags (`--quiet`). A field whose default is None gives its type as metadata["type"].
+
+    >>> @dataclass
+    ... class DemoConfig:
+    ...     limit: int = dataclasses.field(default=8, metadata={"help": "N"})
+    ...     quiet: bool = dataclasses.field(default=False, metadata={"help": "no progress bar"})
+    >>> parse_config(DemoConfig, ["--limit", "3", "--quiet"], "demo")
+    DemoConfig(limit=3, quiet=True)
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for f in dataclasses.fields(cls):
+        flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"] + f" (default {f.default})"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        else:
+            kind = f.metadata.get("type", str if f.default is None else type(f.default))
+            parser.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_text)
+    return cls(**vars(parser.parse_args(argv)))

@@ -1,5 +1,6 @@
 """README.md: the "Paper → code" table points at the right lines, so a student who opens a range finds the whole
-mechanism. When code moves, this test fails and names the range to write instead."""
+mechanism. When code moves, this test fails and names the range to write instead;
+`python tests/test_readme.py --fix` rewrites the ranges in README.md from the code."""
 import ast
 import re
 from pathlib import Path
@@ -39,3 +40,27 @@ def test_paper_to_code_line_ranges_match_the_code():
             elif spans[name] != (int(first), int(last)):
                 wrong.append(f"{path}: {name} is at {spans[name][0]}–{spans[name][1]}, README says {first}–{last}")
     assert not wrong, "\n".join(wrong)
+
+
+def fix_ranges() -> int:
+    """Rewrite every `name` (first–last) of the Paper → code table from the code; returns how many changed."""
+    text = (ROOT / "README.md").read_text()
+    changed = 0
+    for row in paper_to_code_rows():
+        spans = top_level_spans(ROOT / re.search(r"`(\w+\.py)`:", row).group(1))
+
+        def span(match):
+            nonlocal changed
+            first, last = spans.get(match.group(1), (int(match.group(2)), int(match.group(3))))
+            changed += (first, last) != (int(match.group(2)), int(match.group(3)))
+            return f"`{match.group(1)}` ({first}–{last})"
+        text = text.replace(row, re.sub(r"`(\w+)` \((\d+)–(\d+)\)", span, row))
+    (ROOT / "README.md").write_text(text)
+    return changed
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] != ["--fix"]:
+        sys.exit("usage: python tests/test_readme.py --fix   (rewrites the Paper → code line ranges)")
+    print(f"{fix_ranges()} line ranges rewritten in README.md")
