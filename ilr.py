@@ -357,7 +357,7 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
     generated = sum(v for k, v in stage_stats.items() if k.endswith("_tokens")) or tokens  # all Idea3 stages
     metrics = {"step": step + 1, **grpo.reward_stats(rewards),                 # reward, reward_std, frac_..._zero_std
                "ilr/calibrated_reward": calibrated.mean().item(), "accuracy": correct.mean().item(),
-               "ilr/cooperation_share": modes.count("cooperation") / len(modes),
+               "ilr/cooperation_share": modes.count("cooperation") / len(modes) if cfg.method == "ilr" else None,
                "kl": float(np.mean([u["kl"] for u in updates])),
                "clip_ratio": float(np.mean([u["clip_ratio"] for u in updates])),
                "frac_skipped": float(np.mean([u["frac_skipped"] for u in updates])),
@@ -460,7 +460,8 @@ def format_line(m: dict, M: int) -> str:
     """The one progress line per step, same keys as metrics.jsonl."""
     agents = " ".join(f"a{i} r={m[f'agent{i}/reward']:.2f}/{m[f'agent{i}/calibrated_reward']:.2f} "
                       f"acc={m[f'agent{i}/accuracy']:.2f}" for i in range(M))
-    return (f"step {m['step']:>4} | {agents} | coop={m['ilr/cooperation_share']:.2f} "
+    coop = "-" if m["ilr/cooperation_share"] is None else f"{m['ilr/cooperation_share']:.2f}"  # None: grpo
+    return (f"step {m['step']:>4} | {agents} | coop={coop} "
             f"zero_std={m['frac_reward_zero_std']:.2f} kl={m['kl']:.4f} clip={m['clip_ratio']:.3f} "
             f"tok/s={m['tokens_per_second']:.0f} {m['step_seconds']:.0f}s")
 
@@ -670,7 +671,8 @@ def plot_run(run: Path) -> dict:
         axes[0, 0].plot(steps, [r[f"{a}/calibrated_reward"] for r in rows], ls="--", color=line.get_color(),
                         label=f"{a} calibrated (Eq. 5)")
         axes[0, 1].plot(steps, [r[f"{a}/accuracy"] for r in rows], marker="o", label=a)
-    axes[1, 0].plot(steps, [r["ilr/cooperation_share"] for r in rows], marker="o", color="tab:green")
+    coop = [float("nan") if r["ilr/cooperation_share"] is None else r["ilr/cooperation_share"] for r in rows]
+    axes[1, 0].plot(steps, coop, marker="o", color="tab:green")  # nan (not drawn) for --method grpo
     axes[1, 1].plot(steps, [r["kl"] for r in rows], marker="o", color="tab:red")
     config = Path(run) / "config.json"
     beta = json.loads(config.read_text()).get("beta") if config.is_file() else None

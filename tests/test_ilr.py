@@ -104,6 +104,9 @@ def test_a_seeded_run_learns_an_easy_reward(tmp_path, monkeypatch, method):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rewards = [r["reward"] for r in rows]
     assert rewards[0] < 0.2 and min(rewards[-3:]) > 0.5, rewards
+    # the baseline has no interaction: no cooperation share, rather than a misleading 0 ("all competition")
+    assert all((r["ilr/cooperation_share"] is None) == (method == "grpo") for r in rows)
+    assert "coop=-" in ilr.format_line(rows[0], 2) if method == "grpo" else "coop=-" not in ilr.format_line(rows[0], 2)
 
 
 def weights(path):
