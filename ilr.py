@@ -7,6 +7,7 @@ ilr.py — the ILR co-training loop, in one file (Interactive Learning for LLM R
     python ilr.py --preset demo --interaction random --cooperation_ratio 1.0   # Figure 3: pure cooperation
     python ilr.py --resume runs/demo                          # continue a run exactly where it stopped
     python ilr.py plot runs/demo                              # training curves -> runs/demo/curves.png
+    python ilr.py plot runs/cmp-ilr runs/cmp-grpo             # several runs on one picture -> runs/compare.png
     python ilr.py --help                                      # every setting, one line each
 
 The algorithm, one training step (the numbered sections of `train_step` below):
@@ -572,8 +573,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["plot"]:
-        return plot_run(Path(argv[1]) if len(argv) > 1 else Path("runs/demo"))
+    if argv[:1] == ["plot"]:  # plot RUN (its curves.png) | plot RUN_A RUN_B ... (compare.png beside them)
+        runs = [Path(a) for a in argv[1:]] or [Path("runs/demo")]
+        return plot_run(runs[0]) if len(runs) == 1 else compare_runs(runs)
     try:
         cfg, resume = parse_args(argv)
         check_config(cfg)
@@ -649,7 +651,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# python ilr.py plot RUN_DIR
+# python ilr.py plot RUN_DIR  |  python ilr.py plot RUN_A RUN_B ... (compare.png)
 # ----------------------------------------------------------------------------------------------------------
 
 def plot_run(run: Path) -> dict:
@@ -690,6 +692,40 @@ def plot_run(run: Path) -> dict:
     fig.suptitle(f"ILR run {Path(run).name}")
     fig.tight_layout()
     out = Path(run) / "curves.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    print(f"[ilr] wrote {out}")
+    return {"plot": str(out)}
+
+
+def compare_runs(runs: list[Path], out: Path | None = None) -> dict:
+    """Several runs on one picture (e.g. --method ilr vs grpo, or an ablation): the mean raw reward and the
+    accuracy of the trained answers per step, each run's final evaluation (results.json) in its legend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for run in map(Path, runs):
+        path = run / "metrics.jsonl"
+        if not path.is_file():
+            sys.exit(f"ilr.py plot: {path}: no such file (is {run} a run directory?)")
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+        final = ", ".join(f"{v:.0f}" for v in results.get("trained", {}).values())
+        label = run.name + (f" (alone after: {final} %)" if final else "")
+        steps = [r["step"] for r in rows]
+        axes[0].plot(steps, [r["reward"] for r in rows], marker="o", label=label)  # mean over agents and groups
+        axes[1].plot(steps, [r["accuracy"] for r in rows], marker="o", label=label)
+    for ax, title in zip(axes, ["mean reward of the trained answers", "accuracy of the trained answers"]):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out) if out else Path(runs[0]).parent / "compare.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)
     print(f"[ilr] wrote {out}")

@@ -449,3 +449,15 @@ def test_one_liners_of_exercises_md_run_as_written(fake_run):
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.strip()
+
+
+def test_every_exercise_has_goal_place_run_time_look_and_question():
+    """Issue 7's shape: each exercise says its goal, the one place, the command, its time, what to look at and
+    a question; no placeholder survives an edit."""
+    sections = re.split(r"\n## (?=\d+\. )", EXERCISES_MD.read_text())[1:]
+    assert len(sections) >= 6
+    for section in sections:
+        title = section.splitlines()[0]
+        for part in ("**Goal.**", "**The one place.**", "**Run.**", "**Time.**", "**Look at.**", "**Question"):
+            assert part in section, f"exercise {title!r} has no {part}"
+    assert not re.search(r"\bEX\d+_[A-Z]+\b", EXERCISES_MD.read_text()), "a placeholder is left in EXERCISES.md"

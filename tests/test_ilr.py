@@ -142,3 +142,16 @@ def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path):
     assert set(out["trained"]) == {"agent0/synthetic", "agent1/synthetic"}
     with pytest.raises(SystemExit, match="holds a run already"):  # never overwrite a run by accident
         run(tmp_path, "--max_steps", "2")
+
+
+def test_plot_of_several_runs_draws_one_comparison_and_names_a_missing_run(tmp_path):
+    for name, reward in (("a", 0.1), ("b", 0.3)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": reward * s, "accuracy": 0.0})
+                                                 + "\n" for s in (1, 2)))
+    (tmp_path / "a" / "results.json").write_text(json.dumps({"trained": {"agent0/synthetic": 12.0}}))
+    out = ilr.main(["plot", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert out["plot"] == str(tmp_path / "compare.png") and (tmp_path / "compare.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="nothere/metrics.jsonl: no such file"):
+        ilr.main(["plot", str(tmp_path / "a"), str(tmp_path / "nothere")])
