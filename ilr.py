@@ -490,13 +490,18 @@ def load_training_data(cfg: Config) -> tuple[list[dict], list[dict]]:
     return train, val
 
 
+def irt_needed(cfg: Config) -> bool:
+    """Only IRT-chosen modes (--method ilr --interaction dynamic) depend on γ and D_q."""
+    return cfg.method == "ilr" and cfg.interaction == "dynamic"
+
+
 def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[dict], run: Path):
     """γ_i per agent and D_q per training question (cached on disk by irt.py; stored in the run dir too)."""
     path = run / "irt.json"
     if path.exists():
         saved = json.loads(path.read_text())
         return np.array(saved["difficulty"]), saved["abilities"]
-    if cfg.method == "grpo" or cfg.interaction != "dynamic":  # modes do not depend on them: skip the cost
+    if not irt_needed(cfg):  # modes do not depend on them: skip the cost
         difficulty, abilities, stats = np.full(len(train), 0.5), [0.5] * len(agents), {"skipped": True}
     else:
         abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batch_size,
@@ -603,7 +608,7 @@ def main(argv: list[str] | None = None) -> dict:
     elif (run / "base.json").exists():
         base = json.loads((run / "base.json").read_text())
     difficulty, abilities = irt_inputs(cfg, agents, train, val, run)
-    if cfg.method == "grpo" or cfg.interaction != "dynamic":
+    if not irt_needed(cfg):
         print(f"[ilr] IRT not measured: the modes of --method {cfg.method} --interaction {cfg.interaction} do not "
               f"depend on γ and D_q | {len(train)} training questions", flush=True)
     else:
@@ -654,6 +659,14 @@ def main(argv: list[str] | None = None) -> dict:
 # python ilr.py plot RUN_DIR  |  python ilr.py plot RUN_A RUN_B ... (compare.png)
 # ----------------------------------------------------------------------------------------------------------
 
+def read_metrics(run: Path) -> list[dict]:
+    """The rows of RUN/metrics.jsonl; a one-line exit when RUN is not a run directory."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        sys.exit(f"ilr.py plot: {path}: no such file (is {run} a run directory?)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def plot_run(run: Path) -> dict:
     """Training curves of a run: reward per agent (raw and calibrated), accuracy, cooperation share, KL."""
     import matplotlib
@@ -661,10 +674,7 @@ def plot_run(run: Path) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    path = Path(run) / "metrics.jsonl"
-    if not path.is_file():
-        sys.exit(f"ilr.py plot: {path}: no such file (is {run} a run directory?)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(run)
     steps = [r["step"] for r in rows]
     agents = sorted({k.split("/")[0] for r in rows for k in r if k.startswith("agent")})
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
@@ -708,10 +718,7 @@ def compare_runs(runs: list[Path], out: Path | None = None) -> dict:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for run in map(Path, runs):
-        path = run / "metrics.jsonl"
-        if not path.is_file():
-            sys.exit(f"ilr.py plot: {path}: no such file (is {run} a run directory?)")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = read_metrics(run)
         results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
         final = ", ".join(f"{v:.0f}" for v in results.get("trained", {}).values())
         label = run.name + (f" (alone after: {final} %)" if final else "")

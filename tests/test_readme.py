@@ -21,6 +21,9 @@ def top_level_spans(path: Path) -> dict[str, tuple[int, int]]:
     return spans
 
 
+RANGE = r"`(\w+)` \((\d+)–(\d+)\)"  # `name` (first–last) in a row of the table
+
+
 def paper_to_code_rows() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Paper → code", 1)[1].split("\n## ", 1)[0]
@@ -34,7 +37,7 @@ def test_paper_to_code_line_ranges_match_the_code():
     for row in rows:
         path = re.search(r"`(\w+\.py)`:", row).group(1)
         spans = top_level_spans(ROOT / path)
-        for name, first, last in re.findall(r"`(\w+)` \((\d+)–(\d+)\)", row):
+        for name, first, last in re.findall(RANGE, row):
             if name not in spans:
                 wrong.append(f"{path}: {name} is not a top-level name")
             elif spans[name] != (int(first), int(last)):
@@ -54,7 +57,7 @@ def fix_ranges() -> int:
             first, last = spans.get(match.group(1), (int(match.group(2)), int(match.group(3))))
             changed += (first, last) != (int(match.group(2)), int(match.group(3)))
             return f"`{match.group(1)}` ({first}–{last})"
-        text = text.replace(row, re.sub(r"`(\w+)` \((\d+)–(\d+)\)", span, row))
+        text = text.replace(row, re.sub(RANGE, span, row))
     (ROOT / "README.md").write_text(text)
     return changed
 
