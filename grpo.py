@@ -23,14 +23,17 @@ What the paper states and what we chose (tags in the code: # PAPER: / # OURS: / 
  3. OPEN: advantage normalisation. OURS: scale_rewards="std" divides by the *sample* std (Bessel, torch.std's
     default, as TRL) plus eps = 1e-4 (TRL's value); "none" = r - mean (Dr. GRPO). A group whose rewards are all
     equal gets advantages exactly 0 (not 0/eps noise), so its samples are skipped by grpo_step.
- 4. OPEN: loss details. OURS: TRL's: clipped surrogate with epsilon (low) / epsilon_high, KL to a frozen
-    reference by the k3 estimator with coefficient beta (0 = no reference model), loss_type "grpo" (mean over each
-    sequence's tokens, then over sequences) or "dapo" (mean over all tokens). One update per generation batch
-    (TRL's num_iterations=1), so old_per_token_logps defaults to per_token_logps.detach() (ratio = 1).
- 5. OURS: zero-advantage samples are not forwarded at all. The loss is normalised by the WHOLE generation batch
-    (all N sequences for "grpo", all completion tokens for "dapo"), skipped samples included, exactly as if they
-    had been forwarded. With beta = 0 their gradient is exactly 0, so skipping is exact (tested). With beta > 0
-    skipping also drops their KL term (TRL would keep it): a saving we accept, stated here.
+ 4. OPEN: loss details. OURS: TRL 1.16's: clipped surrogate with epsilon (low) / epsilon_high, KL to a frozen
+    reference by the k3 estimator with coefficient beta (0 = no reference model), weighted by the importance
+    ratio (use_bias_correction_kl=True, TRL's default: the unbiased reverse-KL gradient; see grpo_loss),
+    loss_type "grpo" (mean over each sequence's tokens, then over sequences) or "dapo" (mean over all tokens).
+    One update per generation batch (TRL's num_iterations=1), so old_per_token_logps defaults to
+    per_token_logps.detach() (ratio = 1, but its gradient is not 0).
+ 5. OURS: zero-advantage samples are not forwarded when that is exact. The loss is normalised by the WHOLE
+    generation batch (all N sequences for "grpo", all completion tokens for "dapo"), skipped samples included,
+    exactly as if they had been forwarded. With beta = 0 their gradient is exactly 0, so they are skipped (tested).
+    With beta > 0 their KL term has a gradient, so they are trained like every other row (tested equal to the full
+    forward); skip_zero_advantage_kl_approx=True skips them anyway and drops their KL term (faster, not TRL's).
  6. OURS: log-probabilities use the token ids the generator returned (no re-tokenisation), position ids from the
     attention mask (as `generate` does with left padding), and logits / temperature (TRL) so that the ratio is
     taken against the distribution that was sampled.
@@ -214,12 +217,13 @@ def per_token_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
 def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor | None, advantages: torch.Tensor,
               completion_mask: torch.Tensor, ref_per_token_logps: torch.Tensor | None = None, beta: float = 0.0,
               epsilon_low: float = 0.2, epsilon_high: float = 0.2, loss_type: str = "grpo",
-              normalizer: float | None = None) -> tuple[torch.Tensor, dict]:
+              normalizer: float | None = None, use_bias_correction_kl: bool = True) -> tuple[torch.Tensor, dict]:
     """Clipped GRPO surrogate with an optional k3 KL penalty to a frozen reference.
 
         ratio     = exp(logp - logp_old)
         pg_loss1  = -A * ratio,   pg_loss2 = -A * clip(ratio, 1 - epsilon_low, 1 + epsilon_high)
         kl        = exp(ref - logp) - (ref - logp) - 1                 (k3 estimator, >= 0)
+        kl        = ratio * kl                      if use_bias_correction_kl (TRL 1.16's default, DeepSeek-V3.2)
         loss_tok  = max(pg_loss1, pg_loss2) + beta * kl
         "grpo":  loss = sum_n [ sum_t mask*loss_tok / sum_t mask ] / normalizer   (default normalizer N)
         "dapo":  loss = sum_{n,t} mask*loss_tok / normalizer                      (default normalizer sum(mask))
@@ -227,9 +231,20 @@ def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor |
     per_token_logps, old_per_token_logps, ref_per_token_logps, completion_mask: [N, T]; advantages: [N].
     old_per_token_logps=None means one update per generation batch: old = per_token_logps.detach(), ratio = 1,
     gradient = -A * grad logp. `normalizer` lets micro-batches (and skipped samples) share one denominator.
+
+    use_bias_correction_kl (TRL's GRPOConfig name and default since 1.16; the DeepSeek-V3.2 paper, arXiv
+    2512.02556): the k3 term is weighted by the importance ratio. Its VALUE on-policy is unchanged (ratio = 1),
+    but the ratio carries a gradient, and per token (d = ref - logp, on-policy):
+        without: d kl / d logp         = 1 - exp(d)                  (the k3 estimator's own gradient)
+        with:    d (ratio*kl) / d logp = 1 - exp(d) + kl = -d = logp - ref
+    i.e. (logp - ref) * grad logp: the unbiased gradient of the reverse KL(pi || ref) for samples drawn from pi.
+    Source: trl 1.16.0, trl/trainer/grpo_trainer.py, GRPOTrainer._compute_loss (per_token_kl * coef_1 with
+    coef_1 = exp(logp - old_logp) at importance_sampling_level "token") and grpo_config.py's help text.
+
     Returns (loss, stats) with stats: clip_ratio (share of real tokens where the clip binds, i.e. ratio >
     1 + epsilon_high with A > 0 or ratio < 1 - epsilon_low with A < 0: TRL's clip_ratio/region_mean), kl (mean
-    over real tokens; 0 when beta = 0), num_tokens (real completion tokens).
+    over real tokens of the KL term as added to the loss, corrected or not, as TRL logs it; 0 when beta = 0),
+    num_tokens (real completion tokens).
     """
     if old_per_token_logps is None:
         old_per_token_logps = per_token_logps.detach()                      # num_iterations = 1
@@ -243,6 +258,8 @@ def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor |
     if beta > 0:
         delta = ref_per_token_logps - per_token_logps                       # [N, T]  ref - logp
         kl = torch.exp(delta) - delta - 1                                   # [N, T]  k3 estimator
+        if use_bias_correction_kl:
+            kl = kl * ratio                                                 # [N, T]  TRL: per_token_kl * coef_1
         per_token_loss = per_token_loss + beta * kl
     if loss_type == "grpo":
         seq_loss = (per_token_loss * mask).sum(-1) / mask.sum(-1).clamp_min(1)    # [N]  mean over T per sequence
@@ -261,7 +278,8 @@ def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor |
 def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model=None, *, beta: float = 0.0,
               epsilon: float = 0.2, epsilon_high: float | None = None, loss_type: str = "grpo",
               micro_batch_size: int = 8, max_grad_norm: float | None = 1.0, temperature: float = 1.0,
-              old_per_token_logps: torch.Tensor | None = None) -> dict:
+              old_per_token_logps: torch.Tensor | None = None, use_bias_correction_kl: bool = True,
+              skip_zero_advantage_kl_approx: bool = False) -> dict:
     """One GRPO update of `model` on one generation batch: skip zero-advantage rows, micro-batch, clip, step.
 
     batch: pack_batch(...) of N rows; advantages: [N]; old_per_token_logps: [N, T] or None (num_iterations=1).
@@ -270,16 +288,22 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     Settings (TRL names): beta (KL coefficient; 0.0 = no ref_model needed), epsilon / epsilon_high (clip range,
     epsilon_high=None = symmetric), loss_type ("grpo" | "dapo"), micro_batch_size (rows per forward/backward,
     bounds memory, like TRL's per_device_train_batch_size), max_grad_norm (None or 0 = no clipping), temperature
-    (the sampling temperature, so log-probs are those of the distribution that was sampled).
+    (the sampling temperature, so log-probs are those of the distribution that was sampled),
+    use_bias_correction_kl (grpo_loss; TRL's default True).
+    Ours: skip_zero_advantage_kl_approx. Rows with advantage exactly 0 are skipped when that is exact (beta = 0);
+    with beta > 0 they are trained for their KL term, unless this is True (then their KL term is dropped: an
+    approximation that saves their forward and backward; module header, choice 5).
     Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping),
-    num_skipped / frac_skipped (rows with advantage exactly 0), num_tokens (trained completion tokens).
+    num_skipped / frac_skipped (rows not forwarded), num_tokens (trained completion tokens).
     """
     if beta > 0 and ref_model is None:
         raise ValueError("beta > 0 needs a ref_model (beta = 0.0 disables the reference model)")
     N, device = len(advantages), next(model.parameters()).device
     mask = batch["completion_mask"]                                                 # [N, T]
     # 1) Skip rows with advantage exactly 0 (their group's rewards were all equal): no forward, no backward.
-    kept = (advantages != 0).nonzero().squeeze(-1)                                 # [N_kept]
+    #    Exact only at beta = 0: with beta > 0 such a row still has a KL gradient (module header, choice 5).
+    skip = beta == 0 or skip_zero_advantage_kl_approx
+    kept = (advantages != 0).nonzero().squeeze(-1) if skip else torch.arange(N)   # [N_kept]
     kept = kept[mask[kept].sum(-1).argsort(stable=True)]                           # similar lengths together
     # 2) One denominator for the whole batch, so skipping and micro-batching are exact (grpo_loss docstring).
     normalizer = float(N) if loss_type == "grpo" else float(mask.sum().clamp_min(1))
@@ -301,7 +325,7 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
         # 4) Loss of this micro-batch over the shared denominator; gradients accumulate across micro-batches.
         loss, mb_stats = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,
                                    epsilon, epsilon if epsilon_high is None else epsilon_high, loss_type,
-                                   normalizer=normalizer)
+                                   normalizer=normalizer, use_bias_correction_kl=use_bias_correction_kl)
         loss.backward()
         stats["loss"] += loss.item()
         for key in ("kl", "clip_ratio"):                                           # token-weighted sums

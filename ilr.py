@@ -101,6 +101,10 @@ class Config:
     num_generations: int = field(default=4, metadata={"help": "final answers per agent per question [G]"})
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate"})
     beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0.0 = no reference model is loaded"})
+    use_bias_correction_kl: bool = field(default=True, metadata={"help": "KL term times the importance ratio "
+                                         "(TRL's default: unbiased reverse-KL gradient); matters only if beta > 0"})
+    skip_zero_advantage_kl_approx: bool = field(default=False, metadata={"help": "beta > 0: skip zero-advantage "
+                                                "rows anyway, dropping their KL term (faster, not TRL's loss)"})
     epsilon: float = field(default=0.2, metadata={"help": "clip range (low) of the ratio"})
     epsilon_high: float = field(default=0.2, metadata={"help": "clip range (high) of the ratio"})
     loss_type: str = field(default="grpo", metadata={"help": "'grpo' (mean per sequence) or 'dapo' (per token)"})
@@ -350,7 +354,8 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
             agent.model, agent.optimizer, batch_i, advantages[rows].flatten(), agent.ref_model, beta=cfg.beta,
             epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
             micro_batch_size=cfg.micro_batch_size, max_grad_norm=cfg.max_grad_norm or None,
-            temperature=cfg.temperature))
+            temperature=cfg.temperature, use_bias_correction_kl=cfg.use_bias_correction_kl,
+            skip_zero_advantage_kl_approx=cfg.skip_zero_advantage_kl_approx))
     train_seconds = time.time() - t_train
 
     # 6) Log: TRL's names, ILR's under ilr/.

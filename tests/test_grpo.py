@@ -167,7 +167,7 @@ def test_grpo_loss_matches_hand_computation_with_clipping_and_kl():
     #   pg_loss2 = 2 clip(r) = [1.6, 2.2] -> max [1.6, 2.2] (clip binds at token 0).
     # k3 KL: d=0 -> 0; d=ln2 -> 2 - ln2 - 1; d=-ln2 -> 0.5 + ln2 - 1; each sequence's pair sums to 0.5.
     # beta=0.1: sequence sums -2.9 + 0.05 = -2.85 and 3.8 + 0.05 = 3.85; lengths 3 and 2.
-    kwargs = dict(ref_per_token_logps=ref, beta=0.1, epsilon_low=0.2, epsilon_high=0.2)
+    kwargs = dict(ref_per_token_logps=ref, beta=0.1, epsilon_low=0.2, epsilon_high=0.2, use_bias_correction_kl=False)
     loss, stats = grpo.grpo_loss(logps, old, advantages, mask, loss_type="grpo", **kwargs)
     assert loss.item() == pytest.approx((-2.85 / 3 + 3.85 / 2) / 2)   # 0.4875
     assert stats["clip_ratio"] == pytest.approx(2 / 5)
@@ -175,6 +175,36 @@ def test_grpo_loss_matches_hand_computation_with_clipping_and_kl():
     assert stats["num_tokens"] == 5
     loss, _ = grpo.grpo_loss(logps, old, advantages, mask, loss_type="dapo", **kwargs)
     assert loss.item() == pytest.approx((-2.85 + 3.85) / 5)            # 0.2
+
+
+def test_bias_corrected_kl_is_the_k3_term_times_the_ratio_by_hand():
+    # Same example, use_bias_correction_kl=True (TRL 1.16's default): each token's k3 term times its ratio.
+    # Sequence 0: ratio [1.5, 1, 0.7] x k3 [0, 1 - ln2, ln2 - 0.5]; sequence 1: ratio [0.5, 1.1] x [1 - ln2, ln2 - 0.5]
+    logps, old, advantages, mask, ref = loss_example()
+    kl0 = 0.0 + (1 - LN2) + 0.7 * (LN2 - 0.5)
+    kl1 = 0.5 * (1 - LN2) + 1.1 * (LN2 - 0.5)
+    loss, stats = grpo.grpo_loss(logps, old, advantages, mask, ref, beta=0.1)   # the default is corrected
+    assert loss.item() == pytest.approx(((-2.9 + 0.1 * kl0) / 3 + (3.8 + 0.1 * kl1) / 2) / 2)
+    assert stats["kl"] == pytest.approx((kl0 + kl1) / 5)                        # the corrected term, as TRL logs it
+
+
+def test_bias_corrected_kl_gradient_on_policy_is_logp_minus_ref_by_hand():
+    # On-policy (old = None, ratio = 1) the KL VALUES agree, the gradients do not. One sequence, d = ref - logp:
+    #   plain k3:  d kl / d logp = 1 - exp(d)      -> [0, 1 - 2, 1 - 0.5] = [0, -1, 0.5]
+    #   corrected: d (ratio kl) / d logp = -d      -> [0, -ln2, +ln2]
+    # With A = 0 only the KL term has a gradient: beta * that / 3 tokens / 1 sequence.
+    d = torch.tensor([[0.0, LN2, -LN2]])
+    mask, advantages = torch.ones(1, 3), torch.zeros(1)
+    results = {}
+    for corrected in (False, True):
+        logps = torch.full((1, 3), -1.0, requires_grad=True)
+        loss, stats = grpo.grpo_loss(logps, None, advantages, mask, logps.detach() + d, beta=0.3,
+                                     use_bias_correction_kl=corrected)
+        loss.backward()
+        results[corrected] = (loss.item(), logps.grad)
+    torch.testing.assert_close(results[False][1], 0.3 * torch.tensor([[0.0, -1.0, 0.5]]) / 3)
+    torch.testing.assert_close(results[True][1], 0.3 * torch.tensor([[0.0, -LN2, LN2]]) / 3)
+    assert results[True][0] == pytest.approx(results[False][0])       # same value: 0.3 * (0 + 0.5) / 3
 
 
 def test_grpo_loss_without_kl_and_with_asymmetric_clip():
@@ -275,6 +305,47 @@ def test_zero_advantage_samples_are_skipped_and_skipping_is_exact(loss_type):
     assert stats["num_tokens"] == 4 + 3 + 5                                    # only rows 0, 2, 4 were forwarded
     assert stats["loss"] == pytest.approx(loss.item(), abs=1e-6)
     assert_same_grads(grads(model), full)
+
+
+def full_forward_loss(model, ref_model, batch, advantages, rows, loss_type, beta):
+    """The reference computation: forward `rows` only, but normalise over the whole batch (as grpo_step)."""
+    args = (batch["input_ids"][rows], batch["attention_mask"][rows], batch["logits_to_keep"])
+    logps = grpo.per_token_logps(model, *args)
+    with torch.no_grad():
+        ref = grpo.per_token_logps(ref_model, *args)
+    mask = batch["completion_mask"]
+    normalizer = float(len(mask)) if loss_type == "grpo" else float(mask.sum())
+    loss, _ = grpo.grpo_loss(logps, None, advantages[rows], mask[rows], ref, beta, loss_type=loss_type,
+                             normalizer=normalizer)
+    return loss
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_with_beta_zero_advantage_rows_are_trained_and_the_step_equals_the_full_forward(loss_type):
+    """beta > 0: a zero-advantage row still has a KL gradient, so grpo_step forwards it (exact, TRL's loss);
+    skip_zero_advantage_kl_approx=True skips it and its KL term (a different, named approximation)."""
+    model, ref_model = tiny_llama(seed=0), tiny_llama(seed=1)
+    batch = grpo.pack_batch(PROMPTS, COMPLETIONS, pad_id=0)
+    advantages = torch.tensor([1.0, 0.0, -0.5, 0.0, 2.0])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    expected = {}
+    for name, rows in (("exact", [0, 1, 2, 3, 4]), ("approx", [0, 2, 4])):
+        optimizer.zero_grad()
+        loss = full_forward_loss(model, ref_model, batch, advantages, rows, loss_type, beta=0.1)
+        loss.backward()
+        expected[name] = (loss.item(), grads(model))
+    stats = grpo.grpo_step(model, optimizer, batch, advantages, ref_model, beta=0.1, loss_type=loss_type,
+                           max_grad_norm=None, micro_batch_size=2)
+    assert stats["num_skipped"] == 0 and stats["num_tokens"] == sum(map(len, COMPLETIONS))
+    assert stats["loss"] == pytest.approx(expected["exact"][0], abs=1e-6)
+    assert_same_grads(grads(model), expected["exact"][1])
+    stats = grpo.grpo_step(model, optimizer, batch, advantages, ref_model, beta=0.1, loss_type=loss_type,
+                           max_grad_norm=None, micro_batch_size=2, skip_zero_advantage_kl_approx=True)
+    assert stats["num_skipped"] == 2
+    assert stats["loss"] == pytest.approx(expected["approx"][0], abs=1e-6)
+    assert_same_grads(grads(model), expected["approx"][1])
+    difference = max((a - b).abs().max().item() for a, b in zip(expected["exact"][1], expected["approx"][1]))
+    assert difference > 1e-4                                       # the approximation does change the gradient
 
 
 def test_zero_advantage_samples_only_enter_the_denominator():
