@@ -5,6 +5,7 @@ Where it sits in the data flow
         -> grpo: rewards [B, M, G] --perception_calibration (Eq. 5)--> calibrated rewards [B, M, G]
                  --group_advantages--> advantages [B, M, G]
                  per agent: pack_batch(prompt ids, completion ids) -> grpo_step(model, optimizer, ...) -> ilr
+                 (grpo_step's forward: shared_prefix_logps, each prompt encoded once for its G completions)
 
 Shapes: B questions, G generations per question, M agents, N = rows of a training batch (e.g. B*G),
 P prompt tokens, T completion tokens, V vocabulary.
@@ -37,6 +38,9 @@ What the paper states and what we chose (tags in the code: # PAPER: / # OURS: / 
  6. OURS: log-probabilities use the token ids the generator returned (no re-tokenisation), position ids from the
     attention mask (as `generate` does with left padding), and logits / temperature (TRL) so that the ratio is
     taken against the distribution that was sampled.
+ 7. OURS (speed, exact): the training forward encodes each group's shared prompt once and runs only the
+    completions on its KV cache (shared_prefix_logps; "Prefix Grouper", arXiv 2506.05433). Same log-probs and
+    gradients as the plain forward (tested); under HF gradient checkpointing the plain forward is used.
 """
 from __future__ import annotations
 
@@ -209,6 +213,84 @@ def per_token_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return selective_log_softmax(logits, input_ids[:, -logits_to_keep:])         # [N, T]
 
 
+def prompt_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int):
+    """Which rows share a prompt: the G rows of one question's group, found from the tokens themselves.
+
+    input_ids, attention_mask: [N, P+T] (pack_batch); logits_to_keep = T -> (first_row [U], prompt_of_row [N]):
+    U distinct prompts (ids and padding both equal), the first row holding each, and each row's prompt index.
+
+    >>> b = pack_batch([[5, 6], [7], [5, 6]], [[8], [9, 10], [11]], pad_id=0)
+    >>> prompt_groups(b["input_ids"], b["attention_mask"], b["logits_to_keep"])  # prompt 0 = [7], 1 = [5, 6]
+    (tensor([1, 0]), tensor([1, 0, 1]))
+    """
+    P = input_ids.shape[1] - logits_to_keep
+    prompts = torch.cat([input_ids[:, :P], attention_mask[:, :P]], -1)             # [N, 2P]  ids and padding
+    unique, prompt_of_row = torch.unique(prompts, dim=0, return_inverse=True)     # [U, 2P], [N]
+    rows = torch.arange(len(prompts), device=prompts.device)                       # [N]
+    first_row = torch.full((len(unique),), len(prompts), device=prompts.device)    # [U]
+    return first_row.scatter_reduce(0, prompt_of_row, rows, reduce="amin"), prompt_of_row
+
+
+def uses_checkpointing(model) -> bool:
+    """True when HF gradient checkpointing is active (on and in training mode). Its layers then drop any
+    past_key_values (transformers' GradientCheckpointingLayer: the backward's recompute would write the cache a
+    second time), so a completion forward on top of a prompt cache would silently lose the prompt."""
+    return model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
+def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """per_token_logps with each distinct prompt encoded ONCE for all its rows ("Prefix Grouper", arXiv 2506.05433).
+
+    The idea. In a causal transformer the prompt's hidden states (and so its keys and values in every layer)
+    depend on the prompt alone, so the G rows of a group compute G identical copies of them. Encode the prompt
+    once, keep its keys/values as a KV cache built WITH gradient, give every row of the group that cache, and run
+    only the completion tokens on top. Every completion token sees exactly the keys and values it saw before, so
+    the log-probs are the same numbers; and the gradient is the same, because the backward of "give each row its
+    prompt's cache" (an index over the batch axis) sums the G rows' gradients into the one prompt copy, which is
+    what the chain rule does over the G identical copies of the plain forward. It is the training-side twin of
+    llm.generate's prefill.
+
+        plain:  N rows x (P + T) token positions through the model
+        shared: U prompts x P  +  N rows x (T - 1)             (the last completion token predicts nothing)
+        e.g. one Fusion group, G = 8, P = 400, T = 96: 8 x 496 = 3968 -> 400 + 8 x 95 = 1160 positions
+
+    Steps (U distinct prompts among the N rows):
+      1) prompt_groups: first_row [U], prompt_of_row [N]
+      2) prompt forward, ids [U, P] (left padded), positions from the mask, into a fresh DynamicCache; logits
+         only at the last prompt position [U, 1, V]: they predict each row's FIRST completion token
+      3) cache.batch_select_indices(prompt_of_row): keys/values [U, kv_heads, P, d] -> [N, kv_heads, P, d]
+         (indexing, so the autograd graph back to the prompt forward is kept)
+      4) completion forward, ids [N, T-1], attention mask [N, P+T-1] (prompt left padding + completion right
+         padding), positions continuing each row's count of real tokens -> logits [N, T-1, V]
+      5) log-probs [N, T] = (step 2's logits of each row's prompt, step 4's) / temperature, selective_log_softmax
+    Falls back to per_token_logps when no prompt repeats (nothing to share) or under gradient checkpointing
+    (uses_checkpointing). Same arguments and result as per_token_logps: [N, T] float32.
+    """
+    from transformers import DynamicCache
+
+    if uses_checkpointing(model):
+        return per_token_logps(model, input_ids, attention_mask, logits_to_keep, temperature)
+    first_row, prompt_of_row = prompt_groups(input_ids, attention_mask, logits_to_keep)  # [U], [N]
+    if len(first_row) == len(prompt_of_row):
+        return per_token_logps(model, input_ids, attention_mask, logits_to_keep, temperature)
+    T = logits_to_keep
+    P = input_ids.shape[1] - T
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)                     # [N, P+T]  as per_token_logps
+    cache = DynamicCache(config=model.config)
+    prompt_logits = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
+                          position_ids=position_ids[first_row, :P], past_key_values=cache, use_cache=True,
+                          logits_to_keep=1).logits                                  # [U, 1, V]
+    scale = (lambda logits: logits / temperature) if temperature != 1.0 else (lambda logits: logits)
+    logps = [selective_log_softmax(scale(prompt_logits)[prompt_of_row], input_ids[:, P:P + 1])]  # [N, 1]
+    if T > 1:
+        cache.batch_select_indices(prompt_of_row)                                   # [U, ...] -> [N, h, P, d]
+        logits = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
+                       position_ids=position_ids[:, P:-1], past_key_values=cache, use_cache=True).logits
+        logps.append(selective_log_softmax(scale(logits), input_ids[:, P + 1:]))     # [N, T-1]  tokens P+1..
+    return torch.cat(logps, 1)                                                       # [N, T]  (no [N, T, V] copy)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # 3) The GRPO loss (pure) and one training step (model + optimizer).
 # ----------------------------------------------------------------------------------------------------------
@@ -279,7 +361,7 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
               epsilon: float = 0.2, epsilon_high: float | None = None, loss_type: str = "grpo",
               micro_batch_size: int = 8, max_grad_norm: float | None = 1.0, temperature: float = 1.0,
               old_per_token_logps: torch.Tensor | None = None, use_bias_correction_kl: bool = True,
-              skip_zero_advantage_kl_approx: bool = False) -> dict:
+              skip_zero_advantage_kl_approx: bool = False, shared_prefix: bool = True) -> dict:
     """One GRPO update of `model` on one generation batch: skip zero-advantage rows, micro-batch, clip, step.
 
     batch: pack_batch(...) of N rows; advantages: [N]; old_per_token_logps: [N, T] or None (num_iterations=1).
@@ -293,6 +375,10 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     Ours: skip_zero_advantage_kl_approx. Rows with advantage exactly 0 are skipped when that is exact (beta = 0);
     with beta > 0 they are trained for their KL term, unless this is True (then their KL term is dropped: an
     approximation that saves their forward and backward; module header, choice 5).
+    Ours: shared_prefix. Policy and reference forwards encode each distinct prompt once per micro-batch
+    (shared_prefix_logps: exact; the plain forward under gradient checkpointing). Rows are ordered so that a
+    group's rows are consecutive; a group split by a micro-batch boundary has its prompt encoded once in each
+    of its micro-batches (still exact). Skipped rows need no prefix: they are not forwarded at all.
     Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping),
     num_skipped / frac_skipped (rows not forwarded), num_tokens (trained completion tokens).
     """
@@ -305,6 +391,10 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     skip = beta == 0 or skip_zero_advantage_kl_approx
     kept = (advantages != 0).nonzero().squeeze(-1) if skip else torch.arange(N)   # [N_kept]
     kept = kept[mask[kept].sum(-1).argsort(stable=True)]                           # similar lengths together
+    if shared_prefix:                                                              # a group's rows together
+        _, prompt_of_row = prompt_groups(batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"])
+        kept = kept[prompt_of_row[kept].argsort(stable=True)]                      # by prompt, then by length
+    forward = shared_prefix_logps if shared_prefix else per_token_logps            # same numbers, same grads
     # 2) One denominator for the whole batch, so skipping and micro-batching are exact (grpo_loss docstring).
     normalizer = float(N) if loss_type == "grpo" else float(mask.sum().clamp_min(1))
     optimizer.zero_grad(set_to_none=True)
@@ -316,11 +406,11 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
                           | {"logits_to_keep": batch["logits_to_keep"]})
         T_mb = mb["logits_to_keep"]
         inputs = (mb["input_ids"], mb["attention_mask"], T_mb)
-        logps = per_token_logps(model, *inputs, temperature=temperature)           # [n, T_mb]
+        logps = forward(model, *inputs, temperature=temperature)                   # [n, T_mb]
         ref = None
         if beta > 0:
             with torch.no_grad():
-                ref = per_token_logps(ref_model, *inputs, temperature=temperature)  # [n, T_mb]
+                ref = forward(ref_model, *inputs, temperature=temperature)          # [n, T_mb]
         old = None if old_per_token_logps is None else old_per_token_logps[rows][:, :T_mb].to(logps)
         # 4) Loss of this micro-batch over the shared denominator; gradients accumulate across micro-batches.
         loss, mb_stats = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,

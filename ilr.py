@@ -111,6 +111,8 @@ class Config:
     scale_rewards: str = field(default="std", metadata={"help": "advantages: 'std' ((r-mean)/std) or 'none'"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = none)"})
     micro_batch_size: int = field(default=8, metadata={"help": "sequences per forward/backward (memory)"})
+    shared_prefix: bool = field(default=True, metadata={"help": "training forward encodes each prompt once for its "
+                                "G answers (exact; plain forward under gradient_checkpointing)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of trained answers"})
     max_completion_length: int = field(default=128, metadata={"help": "new tokens per answer / analysis"})
     peer_token_budget: int = field(default=128, metadata={"help": "peer text kept in Idea3 prompts (tokens)"})
@@ -355,7 +357,7 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
             epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
             micro_batch_size=cfg.micro_batch_size, max_grad_norm=cfg.max_grad_norm or None,
             temperature=cfg.temperature, use_bias_correction_kl=cfg.use_bias_correction_kl,
-            skip_zero_advantage_kl_approx=cfg.skip_zero_advantage_kl_approx))
+            skip_zero_advantage_kl_approx=cfg.skip_zero_advantage_kl_approx, shared_prefix=cfg.shared_prefix))
     train_seconds = time.time() - t_train
 
     # 6) Log: TRL's names, ILR's under ilr/.

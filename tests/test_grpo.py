@@ -1,4 +1,5 @@
-"""Tests for grpo.py: Eq. 5, advantages, the GRPO loss by hand, per-token log-probs, and the update step.
+"""Tests for grpo.py: Eq. 5, advantages, the GRPO loss by hand (KL with and without TRL's bias correction),
+per-token log-probs, the update step (exact skipping), and the shared-prefix forward against the plain one.
 
 Run: .venv/bin/python -m pytest tests/test_grpo.py --doctest-modules grpo.py -q
 Most model tests use a 2-layer Llama with a 100-token vocabulary built here (no tokenizer needed), so they take
@@ -198,7 +199,7 @@ def test_bias_corrected_kl_gradient_on_policy_is_logp_minus_ref_by_hand():
     results = {}
     for corrected in (False, True):
         logps = torch.full((1, 3), -1.0, requires_grad=True)
-        loss, stats = grpo.grpo_loss(logps, None, advantages, mask, logps.detach() + d, beta=0.3,
+        loss, _ = grpo.grpo_loss(logps, None, advantages, mask, logps.detach() + d, beta=0.3,
                                      use_bias_correction_kl=corrected)
         loss.backward()
         results[corrected] = (loss.item(), logps.grad)
@@ -422,3 +423,152 @@ def test_smoke_generate_then_update_with_the_generators_token_ids(tiny):
     stats = grpo.grpo_step(model, torch.optim.AdamW(model.parameters(), lr=1e-3), batch, advantages)
     assert stats["num_skipped"] == 2 and stats["num_tokens"] == sum(len(c) for c in completion_ids[:2])
     assert math.isfinite(stats["loss"]) and stats["grad_norm"] > 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared-prefix forward: each prompt encoded once for its G rows, same log-probs and gradients as the plain one
+# ----------------------------------------------------------------------------------------------------------
+
+# Three questions x G = 3 on llm.tiny_model's tokenizer: prompts of 4, 2 and 6 tokens (left padding), completions
+# of 1 to 5 tokens (right padding); rows interleaved so that grpo_step has to bring each group together.
+GROUP_PROMPTS = [[1, 520, 33, 901], [1, 77], [1, 300, 301, 302, 303, 304]]
+GROUP_COMPLETIONS = [[[11, 12, 13, 2], [21, 22], [31]],
+                     [[41, 42, 43, 44, 45], [51], [61, 62, 63]],
+                     [[71, 72], [81, 82, 83], [91, 92, 93, 94]]]
+ORDER = [0, 3, 6, 1, 4, 7, 2, 5, 8]                   # row r = question ORDER[r] // 3, sample ORDER[r] % 3
+
+
+def grouped_batch(pad_id):
+    prompts = [GROUP_PROMPTS[i // 3] for i in ORDER]
+    completions = [GROUP_COMPLETIONS[i // 3][i % 3] for i in ORDER]
+    return grpo.pack_batch(prompts, completions, pad_id)
+
+
+def fresh_tiny(tiny, seed):
+    model, _ = tiny
+    torch.manual_seed(seed)
+    return type(model)(model.config)                 # a fresh random model: the session fixture stays untouched
+
+
+def embedding_calls(model):
+    """Record the [rows, tokens] shape of every forward through the model (its input embedding)."""
+    shapes = []
+    model.get_input_embeddings().register_forward_hook(lambda module, args, out: shapes.append(tuple(args[0].shape)))
+    return shapes
+
+
+def test_prompt_groups_finds_the_rows_of_each_question():
+    batch = grouped_batch(pad_id=0)
+    first_row, prompt_of_row = grpo.prompt_groups(batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"])
+    assert len(first_row) == 3
+    question = torch.tensor([i // 3 for i in ORDER])
+    for r in range(9):                               # same prompt index <=> same question
+        assert torch.equal(prompt_of_row == prompt_of_row[r], question == question[r])
+    assert torch.equal(prompt_of_row[first_row], torch.arange(3))
+    assert sorted(first_row.tolist()) == [0, 1, 2]   # rows 0, 1, 2 are the first of questions 0, 1, 2
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prefix_logps_equal_the_plain_forward_in_value_and_gradient(tiny, temperature):
+    model = fresh_tiny(tiny, seed=3)
+    batch = grouped_batch(tiny[1].pad_token_id)
+    args = (batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"])
+    mask = batch["completion_mask"].bool()
+    weights = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0))   # any loss of the log-probs
+    results = []
+    for forward in (grpo.per_token_logps, grpo.shared_prefix_logps):
+        model.zero_grad()
+        shapes = embedding_calls(model)
+        logps = forward(model, *args, temperature=temperature)                    # [9, 5]
+        (logps * weights * mask).sum().backward()
+        results.append((logps.detach(), grads(model), shapes))
+        model.get_input_embeddings()._forward_hooks.clear()
+    (plain, plain_grads, plain_shapes), (shared, shared_grads, shared_shapes) = results
+    torch.testing.assert_close(shared[mask], plain[mask], atol=1e-5, rtol=1e-5)
+    assert_same_grads(shared_grads, plain_grads, atol=1e-6)
+    assert plain_shapes == [(9, 6 + 5)]                                           # 9 rows x (P + T)
+    assert shared_shapes == [(3, 6), (9, 4)]                                      # 3 prompts once, then T - 1
+
+
+def test_shared_prefix_logps_with_one_token_completions_need_no_completion_forward(tiny):
+    model = fresh_tiny(tiny, seed=4)
+    batch = grpo.pack_batch([[1, 5, 9]] * 2 + [[1, 7]] * 2, [[11], [12], [13], [14]], tiny[1].pad_token_id)
+    args = (batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"])
+    shapes = embedding_calls(model)
+    with torch.no_grad():
+        torch.testing.assert_close(grpo.shared_prefix_logps(model, *args), grpo.per_token_logps(model, *args),
+                                   atol=1e-5, rtol=1e-5)
+    assert shapes == [(2, 3), (4, 4)]                  # the shared forward (2 prompts only), then the plain one
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+@pytest.mark.parametrize("micro_batch_size", [9, 4])
+def test_grpo_step_with_shared_prefix_equals_the_plain_step(tiny, loss_type, beta, micro_batch_size):
+    """Policy and reference forwards, padding, one skipped (all-equal) group at beta 0 / trained at beta > 0,
+    and micro_batch_size 4 splitting groups of 3 across micro-batches: loss, kl and gradients all equal."""
+    model, ref_model = fresh_tiny(tiny, seed=0), fresh_tiny(tiny, seed=1)
+    batch = grouped_batch(tiny[1].pad_token_id)
+    rewards = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]])      # question 1: all equal
+    advantages = grpo.group_advantages(rewards).flatten()[ORDER]                    # [9] in row order
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    results = []
+    for shared_prefix in (False, True):
+        stats = grpo.grpo_step(model, optimizer, batch, advantages, ref_model, beta=beta, loss_type=loss_type,
+                               micro_batch_size=micro_batch_size, max_grad_norm=None, shared_prefix=shared_prefix)
+        results.append((stats, grads(model)))
+    (plain, plain_grads), (shared, shared_grads) = results
+    assert shared["num_skipped"] == plain["num_skipped"] == (3 if beta == 0 else 0)
+    assert shared["loss"] == pytest.approx(plain["loss"], abs=1e-6)
+    assert shared["kl"] == pytest.approx(plain["kl"], rel=1e-4, abs=1e-9)
+    assert shared["num_tokens"] == plain["num_tokens"]
+    assert_same_grads(shared_grads, plain_grads, atol=1e-6)
+    assert max(g.abs().max().item() for g in plain_grads) > 0
+
+
+@pytest.mark.parametrize("micro_batch_size, expected", [
+    (9, [(2, 6), (6, 3)]),                       # questions 0 and 2 in one micro-batch: 2 prompts, 6 completions
+    (3, [(1, None), (3, None), (1, None), (3, None)])])   # one question per micro-batch
+def test_each_prompt_is_encoded_once_per_micro_batch_and_skipped_groups_not_at_all(tiny, micro_batch_size,
+                                                                                     expected):
+    model = fresh_tiny(tiny, seed=0)
+    rewards = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 1.0]])      # question 1 skipped (beta 0)
+    advantages = grpo.group_advantages(rewards).flatten()[ORDER]
+    shapes = embedding_calls(model)
+    grpo.grpo_step(model, torch.optim.SGD(model.parameters(), lr=0.0), grouped_batch(tiny[1].pad_token_id),
+                   advantages, micro_batch_size=micro_batch_size)
+    assert [(rows, tokens if want is not None else None) for (rows, tokens), (_, want) in zip(shapes, expected)] \
+        == expected and len(shapes) == len(expected)
+
+
+def test_hf_gradient_checkpointing_drops_the_kv_cache_so_the_shared_forward_falls_back(tiny):
+    """Why the fallback: with HF checkpointing on, in training mode, a decoder layer ignores past_key_values,
+    so logits after a prompt cache equal logits with no prompt at all. If this test fails, transformers changed
+    and the fallback in shared_prefix_logps may be lifted."""
+    from transformers import DynamicCache
+    model = fresh_tiny(tiny, seed=0)
+    model.gradient_checkpointing_enable()
+    model.train()
+    assert grpo.uses_checkpointing(model) and not grpo.uses_checkpointing(model.eval())
+    model.train()
+    prompt, completion = torch.tensor([[1, 5, 9]]), torch.tensor([[11, 12]])
+    cache = DynamicCache(config=model.config)
+    model(input_ids=prompt, past_key_values=cache, use_cache=True)
+    with_cache = model(input_ids=completion, position_ids=torch.tensor([[3, 4]]), past_key_values=cache).logits
+    alone = model(input_ids=completion, position_ids=torch.tensor([[3, 4]])).logits
+    torch.testing.assert_close(with_cache, alone)
+
+
+def test_grpo_step_with_gradient_checkpointing_equals_the_step_without(tiny):
+    model, ref_model = fresh_tiny(tiny, seed=0), fresh_tiny(tiny, seed=1)
+    batch = grouped_batch(tiny[1].pad_token_id)
+    advantages = torch.tensor([1.0, -1.0, 0.5, 0.0, 2.0, -0.5, -1.0, 1.0, 0.5])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    results = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.train()
+        grpo.grpo_step(model, optimizer, batch, advantages, ref_model, beta=0.05, max_grad_norm=None)
+        results.append(grads(model))
+    assert_same_grads(results[1], results[0], atol=1e-6)
