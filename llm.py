@@ -49,6 +49,7 @@ import os
 import re
 import shutil
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,17 +150,24 @@ def autocast(device: torch.device, precision: str):
                           dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def _autocast_forward(self, *args, **kwargs):
+    with autocast(self.device, self.precision_ilr):
+        return type(self).forward(self, *args, **kwargs)
+
+
 def set_precision(model, precision: str):
     """Run every forward pass of `model` under `autocast(model.device, precision)`: policy, reference, and each
     step of generation (model.generate calls model.forward). The backward pass then runs outside autocast, as
     PyTorch recommends, with the dtypes autocast chose. (This is how accelerate applies mixed precision: it wraps
-    `model.forward`.) Calling it again replaces the wrapper; "fp32" removes it."""
-    forward = type(model).forward.__get__(model)                  # the class's forward: wrappers never stack
+    `model.forward`.) Calling it again replaces the setting; "fp32" removes the wrapper. The wrapper is a method
+    bound to the model, so a copy.deepcopy of the model runs its own forward, not the original's."""
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"precision must be bf16, fp16 or fp32, got {precision!r}")
+    model.precision_ilr = precision
     if precision == "fp32":
         model.__dict__.pop("forward", None)
     else:
-        model.forward = autocast(model.device, precision)(forward)   # torch.autocast also decorates a function
-    model.precision_ilr = precision
+        model.forward = types.MethodType(_autocast_forward, model)
     return model
 
 

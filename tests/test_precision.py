@@ -1,6 +1,7 @@
 """Device and precision (llm.py header, choices 3 and 4): which device `--device auto` takes, which precision each
 device defaults to, and that mixed precision trains where pure bf16 weights do not. CI has no GPU: the CUDA / MPS
 availability checks are patched; autocast itself runs on the CPU (bf16 and fp16 both work there)."""
+import copy
 import dataclasses
 
 import pytest
@@ -97,6 +98,11 @@ def test_set_precision_runs_every_forward_under_autocast(tiny):
         llm.set_precision(model, "bf16")                               # again: replaces, never stacks
         assert model(ids).logits.dtype == torch.bfloat16               # the lm_head matmul ran in bf16
         assert next(model.parameters()).dtype == torch.float32         # the weights did not change
+        twin = copy.deepcopy(model)                                    # e.g. a reference model made by copying
+        with torch.no_grad():
+            twin.lm_head.weight.mul_(2.0)
+        assert twin(ids).logits.dtype == torch.bfloat16
+        assert not torch.equal(twin(ids).logits, model(ids).logits)   # the copy runs its own weights
     finally:
         llm.set_precision(model, "fp32")
     assert model(ids).logits.dtype == torch.float32
