@@ -225,3 +225,11 @@ def test_embedded_model_loads_offline_and_answers():
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     out = llm.generate(model, tok, ["What is 2 + 3?"], max_new_tokens=20)
     assert "5" in out.texts[0][0]
+
+
+def test_ilr_check_config_accepts_exactly_the_names_load_model_accepts():
+    import ilr
+    cfg, _ = ilr.parse_args(["--preset", "gpu-small", "--device", "cpu", "--data_dir", "."])
+    ilr.check_config(cfg)                                   # Qwen/Qwen2.5-0.5B-Instruct: a dotted Hub id, accepted
+    with pytest.raises(ilr.ConfigError, match=r"unknown model 'runs/no/such/agent0'.*Hub id \(owner/name\)"):
+        ilr.check_config(ilr.Config(models="runs/no/such/agent0", device="cpu"))
