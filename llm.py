@@ -84,7 +84,9 @@ TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # TRL's `
 
 @dataclass
 class DeviceConfig:
-    """The device and precision settings of every command line (each entry point's config inherits them)."""
+    """The device and precision settings of every command line (each entry point's config inherits them).
+    bf16 / fp16 are annotated `bool` with default None ("not set": the device's default, as TRL's bf16=None) so
+    that both parsers (ilr.parse_args, parse_config below) make them --flag / --no-flag switches."""
     device: str = dataclasses.field(default="auto", metadata={"help": "'auto' (CUDA, then Apple MPS, then CPU; "
                                     "prints its choice), 'cuda', 'mps' or 'cpu'"})
     bf16: bool = dataclasses.field(default=None, metadata={"help": "bf16 mixed precision: fp32 weights and "
