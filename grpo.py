@@ -361,7 +361,8 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
               epsilon: float = 0.2, epsilon_high: float | None = None, loss_type: str = "grpo",
               micro_batch_size: int = 8, max_grad_norm: float | None = 1.0, temperature: float = 1.0,
               old_per_token_logps: torch.Tensor | None = None, use_bias_correction_kl: bool = True,
-              skip_zero_advantage_kl_approx: bool = False, shared_prefix: bool = True) -> dict:
+              skip_zero_advantage_kl_approx: bool = False, shared_prefix: bool = True,
+              scaler=None) -> dict:
     """One GRPO update of `model` on one generation batch: skip zero-advantage rows, micro-batch, clip, step.
 
     batch: pack_batch(...) of N rows; advantages: [N]; old_per_token_logps: [N, T] or None (num_iterations=1).
@@ -379,6 +380,8 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     (shared_prefix_logps: exact; the plain forward under gradient checkpointing). Rows are ordered so that a
     group's rows are consecutive; a group split by a micro-batch boundary has its prompt encoded once in each
     of its micro-batches (still exact). Skipped rows need no prefix: they are not forwarded at all.
+    scaler: a torch.amp.GradScaler for fp16 mixed precision (the loss is scaled before backward and the gradients
+    unscaled before clipping, so grad_norm and the clip are in true units); None otherwise.
     Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping),
     num_skipped / frac_skipped (rows not forwarded), num_tokens (trained completion tokens).
     """
@@ -416,7 +419,7 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
         loss, mb_stats = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,
                                    epsilon, epsilon if epsilon_high is None else epsilon_high, loss_type,
                                    normalizer=normalizer, use_bias_correction_kl=use_bias_correction_kl)
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         stats["loss"] += loss.item()
         for key in ("kl", "clip_ratio"):                                           # token-weighted sums
             stats[key] += mb_stats[key] * mb_stats["num_tokens"]
@@ -427,8 +430,14 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     grad_norm = 0.0
     if len(kept) > 0:
         params = [p for p in model.parameters() if p.grad is not None]
+        if scaler:
+            scaler.unscale_(optimizer)                                             # true gradients before the clip
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))  # None/0: no clip
-        optimizer.step()
+        if scaler:
+            scaler.step(optimizer)                                                 # skipped if a gradient is inf/nan
+            scaler.update()
+        else:
+            optimizer.step()
     return stats | {"grad_norm": grad_norm, "num_skipped": N - len(kept), "frac_skipped": (N - len(kept)) / max(N, 1)}
 
 
