@@ -461,10 +461,15 @@ def extract_code(completion: str, entry_point: str | None = None) -> str | None:
     return completion if re.search(r"\b(def|class|import|lambda)\b", completion) else None
 
 
-def code_program(code: str, record: dict) -> str:
-    """Candidate code, then the benchmark's setup code (it may use the candidate's classes), then all asserts."""
+def code_program(code: str, record: dict) -> tuple[str, str]:
+    """(program, tests): the candidate code then the benchmark's setup code (it may use the candidate's classes);
+    and all the asserts, which the sandbox runs afterwards against clean builtins, comparing plain data only.
+
+    >>> code_program("def f(): return 1", {"meta": {"tests": ["assert f() == 1"], "setup_code": "import math"}})
+    ('def f(): return 1\\n\\nimport math\\n', 'assert f() == 1\\n')
+    """
     meta = record["meta"]
-    return "\n\n".join([code, meta.get("setup_code") or "", "\n".join(meta["tests"])]) + "\n"
+    return "\n\n".join([code, meta.get("setup_code") or ""]) + "\n", "\n".join(meta["tests"]) + "\n"
 
 
 def grade_code(completion: str, record: dict, **sandbox_kwargs) -> Grade:
@@ -473,7 +478,8 @@ def grade_code(completion: str, record: dict, **sandbox_kwargs) -> Grade:
         code = extract_code(completion or "", record["meta"].get("entry_point"))
         if code is None:
             return Grade(False, None, "no_code", "no code block and the text is not Python")
-        result = sandbox.run_code(code_program(code, record), **sandbox_kwargs)
+        program, tests = code_program(code, record)
+        result = sandbox.run_code(program, tests, **sandbox_kwargs)
         return Grade(result.passed, code, result.reason, result.message)
     except Exception as e:
         return Grade(False, None, "grader_error", f"{type(e).__name__}: {e}"[:300])

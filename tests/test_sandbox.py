@@ -25,9 +25,8 @@ def run(source: str, then: str = "", **kwargs):
 
 
 def no_nproc_protection() -> bool:
-    """As root without an unprivileged interpreter, RLIMIT_NPROC is not enforced: skip real fork bombs."""
-    _, uid, _ = sandbox.sandbox_identity()
-    return uid is None and os.geteuid() == 0
+    """As root without a uid of its own for the program, RLIMIT_NPROC is not enforced: skip real fork bombs."""
+    return os.geteuid() == 0 and sandbox.isolation() == "none"
 
 
 # ---------------------------------------------------------------------------------------------- normal runs
@@ -76,13 +75,13 @@ def test_the_environment_is_scrubbed():
     assert names <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_CTYPE"}
 
 
-def test_the_program_runs_in_a_fresh_directory_that_is_removed_afterwards():
+def test_the_program_runs_in_a_fresh_empty_scratch_directory_that_is_removed_afterwards():
     result = run("import os\nprint(os.getcwd())\nprint(os.listdir('.'))\n")
     assert result.passed
-    box = result.stdout.splitlines()[0]
-    assert Path(box).name.startswith("ilr-sandbox-")
-    assert eval(result.stdout.splitlines()[1]) == ["program.py"]
-    assert not os.path.exists(box)
+    scratch = Path(result.stdout.splitlines()[0])
+    assert scratch.name == "scratch" and scratch.parent.name.startswith("ilr-sandbox-")
+    assert eval(result.stdout.splitlines()[1]) == []
+    assert not scratch.parent.exists()
 
 
 def test_writing_and_deleting_inside_the_box_is_allowed():
@@ -94,7 +93,7 @@ def test_writing_and_deleting_inside_the_box_is_allowed():
         os.remove("moved.txt")
         with tempfile.NamedTemporaryFile() as f:
             f.write(b"y")
-        assert os.listdir(".") == ["program.py"]
+        assert os.listdir(".") == []
     """)
     assert result.passed, result.message
 
@@ -269,3 +268,186 @@ def test_run_many_keeps_the_input_order_and_isolates_programs():
     results = run_many(programs, workers=2, timeout=1.0)
     assert [r.reason for r in results] == ["passed", "assertion", "timeout", "syntax", "passed"]
     assert results[4].stdout == "2\n"
+
+
+# ------------------------------------------------------------------------- attacks between boxes and on the host
+# Issue 14: each of these got through the Python-level guard before the OS-level layers existed. The programs use
+# the guard's own escape hatches (the real functions kept in its wrappers' closures, `_io.FileIO`, `os.mkdir`,
+# ctypes re-imported), so what stops them must be the operating system, not the guard.
+
+REAL = """
+import os, sys, _io
+def real(name):
+    # the guard's wrapper keeps the real function in its closure: hand it back
+    cells = getattr(getattr(os, name), "__closure__", None) or ()
+    found = [c.cell_contents for c in cells if getattr(c.cell_contents, "__name__", "") == name]
+    return found[0] if found else getattr(os, name)
+"""
+
+
+def isolated() -> bool:
+    return sandbox.isolation() == "namespaces"
+
+
+needs_namespaces = pytest.mark.skipif("not isolated()", reason="no user/mount/net namespaces on this machine")
+
+
+def test_one_program_cannot_make_the_others_pass_by_rewriting_their_files():
+    attacker = REAL + """
+import glob, time
+unlink, here, done = real("unlink"), os.path.realpath("."), set()
+end = time.monotonic() + 2.5
+while time.monotonic() < end:
+    for path in glob.glob("/tmp/ilr-sandbox-*/program.py") + glob.glob("/tmp/ilr-sandbox-*/*/program.py"):
+        if path in done or here.startswith(os.path.dirname(path)):    # not our own box
+            continue
+        try:
+            unlink(path)
+            f = _io.FileIO(path, "w"); f.write(b"pass\\n"); f.close()
+            done.add(path)
+        except OSError:
+            pass
+"""
+    wrong = ["import time\ntime.sleep(0.05)\nassert 1 + 1 == 3\n"] * 12
+    results = run_many([attacker] + wrong, workers=2, timeout=4.0)
+    assert [r.reason for r in results[1:]] == ["assertion"] * 12
+
+
+@pytest.fixture
+def open_dir():
+    """A folder under /tmp that anyone may enter and write: file permissions alone would not protect it."""
+    import shutil
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="ilr-test-open-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_fileio_mkdir_and_ctypes_cannot_write_outside_the_box(open_dir):
+    tmp_path = open_dir
+    attacks = {"fileio": REAL + f"_io.FileIO({str(tmp_path / 'fileio')!r}, 'w').write(b'x')\n",
+               "mkdir": REAL + f"os.mkdir({str(tmp_path / 'mkdir')!r})\n",
+               "ctypes": f"""
+import sys
+sys.modules.pop("ctypes", None); sys.modules.pop("_ctypes", None)
+import ctypes
+ctypes.CDLL(None).creat({str(tmp_path / 'ctypes').encode()!r}, 0o644)
+"""}
+    for name, source in attacks.items():
+        run(source)
+        assert not (tmp_path / name).exists(), name
+
+
+def test_the_guards_own_wrappers_cannot_delete_outside_the_box(open_dir):
+    tmp_path = open_dir
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    victim.chmod(0o666)
+    run(REAL + f"real('unlink')({str(victim)!r})\n")
+    run(REAL + f"real('rename')({str(victim)!r}, 'stolen.txt')\n")
+    assert victim.read_text() == "precious"
+
+
+def test_the_benchmark_files_with_the_gold_solutions_are_not_readable():
+    from conftest import SHARED_DATA
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"no benchmark folder at {SHARED_DATA}")
+    result = run(REAL + f"""
+for root, _, files in os.walk({str(SHARED_DATA)!r}):
+    for name in files:
+        try:
+            print("READ", len(open(os.path.join(root, name), "rb").read(100)))
+        except OSError:
+            pass
+""")
+    assert result.passed and "READ" not in result.stdout
+
+
+def test_no_network_not_even_a_loopback_connection():
+    import socket
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.2)
+        result = run(f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {server.getsockname()[1]}), timeout=2).sendall(b"hello")
+    print("CONNECTED")
+except OSError as e:
+    print(type(e).__name__)
+""")
+        try:
+            connection, _ = server.accept()
+            connection.close()
+            accepted = True
+        except socket.timeout:
+            accepted = False
+    assert result.passed and "CONNECTED" not in result.stdout and not accepted
+
+
+def ordinary_user_python():
+    """(system interpreter, uid) to run a sandbox parent as an ordinary user, or skip."""
+    import shutil
+    exe = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(exe):
+        pytest.skip("needs root, setpriv and a system python to play an ordinary user")
+    return exe, 65534
+
+
+def test_as_an_ordinary_user_the_parents_environment_and_the_users_files_are_out_of_reach(tmp_path):
+    """The parent runs as an ordinary (non-root) user, as most users do: the program then runs under the same
+    account unless namespaces hide the rest of the machine. Before they existed, it read the parent's environment
+    through /proc and read and deleted the user's own files."""
+    import subprocess
+    exe, uid = ordinary_user_python()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("private")
+    (home / "notes.txt").chmod(0o600)
+    for path in (tmp_path, home, home / "notes.txt"):
+        os.chown(path, uid, uid)
+    tmp_path.chmod(0o755)
+    program = REAL + f"""
+import glob
+for path in glob.glob("/proc/[0-9]*/environ"):
+    try:
+        if b"ILR_TEST_SECRET" in open(path, "rb").read():
+            print("SECRET", path)
+    except OSError:
+        pass
+try:
+    print("NOTES", open({str(home / 'notes.txt')!r}).read())
+except OSError:
+    pass
+try:
+    real("unlink")({str(home / 'notes.txt')!r})
+except OSError:
+    pass
+"""
+    parent = (f"import sys, json; sys.path.insert(0, {str(Path(sandbox.__file__).parent)!r}); import sandbox; "
+              f"r = sandbox.run_code({program!r}); print(json.dumps([r.reason, r.stdout, r.message]))")
+    out = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", exe, "-I", "-c", parent],
+                         env={"ILR_TEST_SECRET": "s3cret", "HOME": str(home), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=60)
+    import json
+    reason, stdout, message = json.loads(out.stdout.splitlines()[-1])
+    assert reason == "passed", (message, out.stderr)
+    assert "SECRET" not in stdout and "NOTES" not in stdout
+    assert (home / "notes.txt").read_text() == "private"
+
+
+def test_the_program_file_is_read_only_even_to_the_program_itself():
+    result = run(REAL + """
+import glob
+me = glob.glob(os.path.join(os.path.dirname(os.getcwd()), "program.py")) + glob.glob("program.py")
+for path in me:
+    for attempt in (lambda: real("unlink")(path), lambda: _io.FileIO(path, "w")):
+        try:
+            attempt()
+            print("CHANGED", path)
+        except OSError:
+            pass
+""")
+    assert result.passed and "CHANGED" not in result.stdout, result.stdout
