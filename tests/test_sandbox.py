@@ -292,6 +292,7 @@ def isolated() -> bool:
 needs_namespaces = pytest.mark.skipif("not isolated()", reason="no user/mount/net namespaces on this machine")
 
 
+@pytest.mark.skipif("sandbox.isolation() == 'none'", reason="programs run as our own user: nothing but the guard")
 def test_one_program_cannot_make_the_others_pass_by_rewriting_their_files():
     attacker = REAL + """
 import glob, time
@@ -324,6 +325,7 @@ def open_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@needs_namespaces
 def test_fileio_mkdir_and_ctypes_cannot_write_outside_the_box(open_dir):
     tmp_path = open_dir
     attacks = {"fileio": REAL + f"_io.FileIO({str(tmp_path / 'fileio')!r}, 'w').write(b'x')\n",
@@ -339,6 +341,7 @@ ctypes.CDLL(None).creat({str(tmp_path / 'ctypes').encode()!r}, 0o644)
         assert not (tmp_path / name).exists(), name
 
 
+@needs_namespaces
 def test_the_guards_own_wrappers_cannot_delete_outside_the_box(open_dir):
     tmp_path = open_dir
     victim = tmp_path / "victim.txt"
@@ -349,6 +352,7 @@ def test_the_guards_own_wrappers_cannot_delete_outside_the_box(open_dir):
     assert victim.read_text() == "precious"
 
 
+@needs_namespaces
 def test_the_benchmark_files_with_the_gold_solutions_are_not_readable():
     from conftest import SHARED_DATA
     if not SHARED_DATA.is_dir():
@@ -364,6 +368,7 @@ for root, _, files in os.walk({str(SHARED_DATA)!r}):
     assert result.passed and "READ" not in result.stdout
 
 
+@needs_namespaces
 def test_no_network_not_even_a_loopback_connection():
     import socket
     with socket.socket() as server:
@@ -438,6 +443,7 @@ except OSError:
     assert (home / "notes.txt").read_text() == "private"
 
 
+@pytest.mark.skipif("sandbox.isolation() == 'none'", reason="programs run as our own user: nothing but the guard")
 def test_the_program_file_is_read_only_even_to_the_program_itself():
     result = run(REAL + """
 import glob
@@ -451,3 +457,81 @@ for path in me:
             pass
 """)
     assert result.passed and "CHANGED" not in result.stdout, result.stdout
+
+
+# ------------------------------------------------------------------------------------------------- reward hacks
+# Known from RL on code: make the asserts true instead of the answer. Each program below passes when the asserts
+# are simply appended to it (checked first, so the test shows the hack is real), and fails when they are given
+# as `tests`, which the sandbox runs afterwards against clean builtins, comparing plain data only.
+
+HACKS = {
+    "eq always true": ("class Yes:\n    def __eq__(self, other): return True\ndef f(x): return Yes()\n",
+                       "assert f(1) == 3\nassert f(2) == [4, 5]\n"),
+    "int subclass": ("class I(int):\n    def __eq__(self, other): return True\n    __hash__ = int.__hash__\n"
+                     "def f(x): return I(0)\n", "assert f(1) == 3\n"),
+    "eq in a list": ("class Yes:\n    def __eq__(self, other): return True\ndef f(x): return [Yes(), Yes()]\n",
+                     "assert f(1) == [4, 5]\n"),
+    "metaclass eq": ("class Meta(type):\n    def __eq__(cls, other): return True\n    __hash__ = type.__hash__\n"
+                     "class Yes(metaclass=Meta):\n    def __eq__(self, other): return True\n"
+                     "def f(x): return Yes()\n", "assert f(1) == 3\n"),
+    "math.isclose patched": ("import math\nmath.isclose = lambda *a, **k: True\ndef f(x): return 0.0\n",
+                             "assert math.isclose(f(1), 2.5, rel_tol=0.001)\n"),
+    "isclose patched in a call": ("import math\ndef f(x):\n    math.isclose = lambda *a, **k: True\n    return 0.0\n",
+                                  "assert math.isclose(f(1), 0.0)\nassert math.isclose(f(2), 2.5)\n"),
+    "builtins patched": ("import builtins\nbuiltins.sorted = lambda x: [1, 2, 3]\ndef f(x): return [3, 0]\n",
+                         "assert sorted(f(1)) == [1, 2, 3]\n"),
+    "sys.modules swapped": ("import sys, types\nfake = types.ModuleType('math')\nfake.isclose = lambda *a, **k: True\n"
+                            "sys.modules['math'] = fake\nimport math\ndef f(x): return 0.0\n",
+                            "import math\nassert math.isclose(f(1), 2.5)\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HACKS))
+def test_reward_hacks_do_not_pass(name):
+    program, tests = HACKS[name]
+    assert run_code(program + tests).passed, "the hack should work when the asserts are part of the program"
+    result = run_code(program, tests)
+    assert not result.passed and result.reason in ("assertion", "error"), result
+
+
+def test_honest_answers_still_pass_with_separate_tests():
+    program = ("import collections, math\ndef f(x): return collections.Counter('aab')\n"
+               "def g(x): return {(1, 2.0): [None, b'x', frozenset({1})]}\ndef sum(a, b): return a + b\n")
+    tests = ("assert f(0) == {'a': 2, 'b': 1}\nassert g(0) == {(1, 2): [None, b'x', frozenset({1})]}\n"
+             "assert sum(2, 3) == 5\nassert math.isclose(sum(0.1, 0.2), 0.3)\nassert set(g(0)) == {(1, 2.0)}\n")
+    result = run_code(program, tests)
+    assert result.passed, result
+
+
+def test_a_failing_test_is_reported_with_its_line():
+    result = run_code("def f(x): return x", "assert f(1) == 1\nassert f(2) == 3\n")
+    assert result.reason == "assertion" and "line 2: assert f(2) == 3" in result.message
+
+
+def test_grade_code_runs_the_asserts_as_separate_tests():
+    import evaluate
+    record = {"kind": "code", "meta": {"tests": ["assert f(1) == 3"], "setup_code": "", "entry_point": "f"}}
+    hack = "```python\nclass Yes:\n    def __eq__(self, other): return True\ndef f(x): return Yes()\n```"
+    assert evaluate.grade_code(hack, record).correct is False
+    assert evaluate.grade_code("```python\ndef f(x): return x + 2\n```", record).correct is True
+
+
+# ------------------------------------------------------------------------------------------------------ limits
+
+@pytest.mark.parametrize("memory_mb, timeout, setting", [(8, 5.0, "--memory-mb 8"), (1024, 0, "--timeout 0"),
+                                                         (1024, -1, "--timeout -1"), (1024, float("nan"), "--timeout nan")])
+def test_limits_too_small_for_the_gold_programs_are_refused_in_one_line(memory_mb, timeout, setting):
+    with pytest.raises(ValueError) as error:
+        sandbox.check_limits(memory_mb, timeout)
+    message = str(error.value)
+    assert message.startswith(setting + ":") and "at least" in message and "\n" not in message
+    with pytest.raises(ValueError):
+        run_code("assert True", memory_mb=memory_mb, timeout=timeout)
+
+
+def test_the_floor_limits_run_a_program_using_the_modules_mbpp_needs():
+    program = ("import re, math, heapq, collections, itertools, cmath, array, operator, sys, copy\n"
+               "def f(s): return sorted(collections.Counter(re.findall('[a-z]', s)).items())\n")
+    result = run_code(program, "assert f('abca') == [('a', 2), ('b', 1), ('c', 1)]\n",
+                      memory_mb=sandbox.MIN_MEMORY_MB, timeout=sandbox.MIN_TIMEOUT)
+    assert result.passed, result
