@@ -78,6 +78,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import data
 import sandbox
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,48 +129,11 @@ test_prompt.__test__ = False   # a public name starting with "test": tell pytest
 # 1) Math: which answer is graded
 # ----------------------------------------------------------------------------------------------------------
 
-_BOX = re.compile(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
-
-def _braced(text: str, i: int) -> tuple[str, int] | None:
-    """(content, end) of the {...} group starting at text[i] == '{', nested braces kept; None if unbalanced."""
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j], j + 1
-    return None
-
-
-def extract_boxed(text: str) -> str | None:
-    r"""Content of the LAST \boxed{...} / \boxed x / \fbox{...} / \framebox[..]{...} in `text`; None if none.
-
-    >>> extract_boxed(r"so $x = \boxed{\frac{\sqrt{2}}{2}}$")
-    '\\frac{\\sqrt{2}}{2}'
-    >>> extract_boxed(r"first \boxed{1}, then \fbox{2}"), extract_boxed(r"it is \boxed 7."), extract_boxed("no")
-    ('2', '7', None)
-    """
-    found = None
-    for match in _BOX.finditer(text):
-        i = match.end()
-        while i < len(text) and text[i] == "[":                # \framebox[width][pos]{...}
-            close = text.find("]", i)
-            if close < 0:
-                break
-            i = close + 1
-        j = i
-        while j < len(text) and text[j].isspace():
-            j += 1
-        if j < len(text) and text[j] == "{":
-            group = _braced(text, j)
-            if group is not None:
-                found = group[0].strip()
-        elif j > i:                                               # "\boxed 7": the token after the space
-            token = re.match(r"[^\s$]+", text[j:])
-            if token and token.group(0).rstrip(".,;"):
-                found = token.group(0).rstrip(".,;")
-    return found
+# The last \boxed{} / \fbox{} / \framebox{} answer: ONE definition, shared with the format reward (ilr.well_formed)
+# and the gold answers of data.py. An empty box ('') holds no answer (extract_answer goes on to the next rule).
+extract_boxed = data.last_boxed
 
 
 def extract_answer(completion: str, benchmark: str | None = None) -> tuple[str | None, str]:
@@ -235,7 +199,7 @@ def normalize_answer(answer: str) -> str:
     s = s.strip().rstrip(".").strip()
     while True:                                                 # a whole-answer \text{...} wrapper
         match = re.fullmatch(r"\\(?:text|textbf|textrm|mathrm|mbox|mathbf)\s*\{(.*)\}", s)
-        if not match or _braced(s, s.index("{")) is None or _braced(s, s.index("{"))[1] != len(s):
+        if not match or data.braced(s, s.index("{")) is None or data.braced(s, s.index("{"))[1] != len(s):
             break
         s = match.group(1).strip()
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):      # thousands separators
@@ -561,7 +525,7 @@ def oracle_completion(record: dict) -> str:
     if record["kind"] == "code":
         return f"```python\n{record['answer']}\n```"
     solution = record.get("meta", {}).get("solution") or ""
-    if _BOX.search(solution) or re.search(r"####\s*\S", solution):
+    if extract_boxed(solution) or re.search(r"####\s*\S", solution):
         return solution
     return f"The final answer is $\\boxed{{{record['answer']}}}$."
 
