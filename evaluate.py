@@ -437,7 +437,10 @@ def code_program(code: str, record: dict) -> tuple[str, str]:
 
 
 def grade_code(completion: str, record: dict, **sandbox_kwargs) -> Grade:
-    """Run the extracted code and the record's asserts in the sandbox; correct = every assert passed."""
+    """Run the extracted code and the record's asserts in the sandbox; correct = every assert passed. Limits too
+    small for any program (sandbox.check_limits) raise ValueError: grading everything wrong would hide them."""
+    sandbox.check_limits(sandbox_kwargs.get("memory_mb", sandbox.DEFAULT_MEMORY_MB),
+                         sandbox_kwargs.get("timeout", sandbox.DEFAULT_TIMEOUT))
     try:
         code = extract_code(completion or "", record["meta"].get("entry_point"))
         if code is None:

@@ -535,3 +535,11 @@ def test_the_floor_limits_run_a_program_using_the_modules_mbpp_needs():
     result = run_code(program, "assert f('abca') == [('a', 2), ('b', 1), ('c', 1)]\n",
                       memory_mb=sandbox.MIN_MEMORY_MB, timeout=sandbox.MIN_TIMEOUT)
     assert result.passed, result
+
+
+def test_grading_with_limits_too_small_raises_instead_of_scoring_zero():
+    import evaluate
+    record = {"kind": "code", "meta": {"tests": ["assert f(1) == 3"], "setup_code": "", "entry_point": "f"}}
+    for limits in ({"memory_mb": 8}, {"timeout": 0}):
+        with pytest.raises(ValueError, match="at least"):
+            evaluate.grade_many(["```python\ndef f(x): return 3\n```"], [record], **limits)
