@@ -1,51 +1,86 @@
 """
-sandbox.py — run model-written Python in a throw-away process and say whether it passed, and if not, why.
+sandbox.py — run model-written Python in a throw-away, contained process and say whether it passed, and if not, why.
 
 Where it sits in ILR (arXiv 2509.26306): the paper evaluates every trained model alone on MBPP (code, out of
-domain). evaluate.py extracts the code block from a completion, appends the benchmark's setup code and asserts,
-and hands the program to `run_code` here. Nothing in this file is from the paper: it is the safety harness that
-lets us execute untrusted code on the machine that trains the models.
+domain), and during RL the same grader is the reward. evaluate.py extracts the code block from a completion and
+hands `run_code` the program (the code, then the benchmark's setup code) and the tests (its asserts). Nothing in
+this file is from the paper: it is the safety harness that lets us execute untrusted code, written by a policy
+REWARDED for passing, on the machine that trains the models. The child's own code is sandbox_child.py.
 
     from sandbox import run_code, run_many
-    run_code("def f(x):\\n    return x + 1\\nassert f(1) == 2").reason        # 'passed'
-    run_code("while True: pass", timeout=1.0).reason                      # 'timeout'
-    run_many([prog_a, prog_b, ...], workers=2)                            # in parallel, results in input order
+    run_code("def f(x):\\n    return x + 1", tests="assert f(1) == 2").reason    # 'passed'
+    run_code("while True: pass", timeout=1.0).reason                         # 'timeout'
+    run_many([prog_a, prog_b, ...], workers=2)                               # in parallel, input order kept
+    describe_sandbox()                                # which containment this machine gives (also in summaries)
 
-Tests: `pytest tests/test_sandbox.py` — one test per attack (infinite loop, sys.exit / os._exit before the
-asserts, KeyboardInterrupt, memory bomb, fork bomb, output flood, writing / deleting outside the box, chdir).
+Tests: `pytest tests/test_sandbox.py` — one test per attack: infinite loop, sys.exit / os._exit before the asserts,
+KeyboardInterrupt, memory bomb, fork bomb, output flood, writes / deletes outside the box (open, _io.FileIO,
+os.mkdir, ctypes, the guard's own wrappers), one program rewriting another's, reading the benchmark files,
+loopback network, the parent's environment and the user's files as an ordinary user, reward hacks, limits.
 
 How one program runs (each line is a layer; the later ones hold even if the earlier ones are bypassed):
-1. Its own process: `python -I -B` (isolated mode: no PYTHON* variables, no user site, no .pyc writes), in its
-   own session (process group) so the whole group can be killed; stdin is /dev/null; the environment is
-   replaced by a minimal one (PATH, HOME = TMPDIR = the box, LANG).
-2. Its own fresh temporary directory ("the box") as working directory, removed afterwards.
-3. Resource limits set by our runner before the candidate code runs (`resource.setrlimit`): CPU seconds,
-   address space, file size (which also caps stdout/stderr: they are files), processes = 0, core files = 0.
-   OURS: set in the runner rather than in `preexec_fn`, because `preexec_fn` is documented as unsafe when the
-   parent has threads, and we launch programs from a thread pool.
-4. A guard, applied by the runner before the candidate code (in the spirit of OpenAI human-eval's
-   `reliability_guard`, written anew): process creation (os.system/fork/exec*/spawn*/posix_spawn/kill,
-   subprocess), chmod/chown/links, shutil.rmtree/move, os._exit and resource.setrlimit are replaced by
-   functions that raise PermissionError; opening for writing, deleting, renaming and os.chdir are allowed only
-   inside the box (so `tempfile` works there); `ctypes` cannot be imported. This is Python-level and a
-   determined program can undo it; it exists so that ordinary mistakes fail loudly, and layers 3, 5, 6 hold.
-5. When we run as root, the program runs as the unprivileged user `nobody` (Popen's user/group arguments):
-   the OS then refuses writes to anything `nobody` does not own, and RLIMIT_NPROC is enforced (Linux does not
-   enforce it for root). If no interpreter is reachable by `nobody`, we fall back to our own user and say so in
-   `SANDBOX_USER`.
-6. A wall-clock timeout in the parent kills the whole process group (SIGKILL), stray children included.
+1. Its own process: `python -I -S -B` (isolated: no PYTHON* variables, no site-packages: the standard library
+   only, no .pyc writes), the base interpreter (not a venv's), in its own session so the whole group can be
+   killed; stdin /dev/null; a minimal environment (PATH, HOME = TMPDIR = its scratch folder, LANG).
+2. Its own box: `box/` (ours, mode 711) holds `program.py` (ours, read-only to the program) and `scratch/` (the
+   program's, 700), the only place it may write; all removed afterwards.
+3. OS-level containment, the strongest this machine allows (`isolation()`, probed once by running a program):
+   "namespaces" (`unshare` of util-linux: user (unless we are root), mount, net, pid, ipc, uts namespaces): the
+     program sees a private root file system: read-only binds of /usr, /bin, /lib*, the interpreter's folder,
+     its box (read-only) and its scratch (writable), 4 /dev nodes, its own /proc; nothing else of the machine.
+     No network interface but a loopback that is down. It then has no capabilities (bounding set dropped,
+     capset to zero, no_new_privs), so it cannot mount, chroot out or regain them; as root, it also runs under a
+     uid of its own (WORKER_UID_BASE + n, one per program).
+   "uid" (root, but namespaces unavailable): a uid of its own per program, so the OS refuses it the files of the
+     other programs and ours (program.py is ours, 440, readable by its group only).
+   "none" (not root and no namespaces): our own user; only layers 4-6 hold.
+4. Resource limits (`setrlimit`, by the child before the program runs): CPU seconds, address space, file size
+   (also caps stdout/stderr: they are files), processes = 0 (no fork, no threads), core files = 0.
+   OURS: set in the child rather than in `preexec_fn`, documented unsafe when the parent has threads.
+5. A guard (Python-level, in the spirit of OpenAI human-eval's `reliability_guard`): process creation, chmod /
+   chown / links, os._exit, setrlimit refused; writes, deletes, mkdir and chdir allowed only inside scratch;
+   ctypes not importable. A determined program undoes it (the wrappers hand back the real functions through
+   their closures, `_io.FileIO` writes directly, ctypes can be re-imported); it makes ordinary mistakes fail
+   loudly, and layers 3, 4, 6 hold without it.
+6. A wall-clock timeout in the parent kills the process group and the child (SIGKILL); under namespaces the
+   child also dies with `unshare` (parent-death signal) and with it its whole pid namespace.
 
-When does a program pass? Only when our runner reaches the end of the program (every assert) and writes a
-random nonce that only the runner has, read from a pipe the parent closed, to a result file the candidate did
-not open. A `sys.exit(0)` / `os._exit(0)` / `raise SystemExit` before the end therefore never counts, and
-neither does printing "passed". (A program that deliberately walks the interpreter's frames could find the
-nonce; that is out of scope: the protection is against accidental and naive reward hacks.)
+What is contained, by machine (each line is a test in tests/test_sandbox.py; skipped where the layer is absent):
+| attack                                        | namespaces | uid (root only)      | none (user, no ns)  |
+| another program's files (rewrite program.py)  | contained  | contained            | NOT (guard only)    |
+| writing / deleting the machine's files        | contained  | only what all may    | NOT: the user's     |
+| reading benchmark gold, the user's files      | contained  | NOT world-readable   | NOT                 |
+| network, loopback included                    | contained  | NOT                  | NOT                 |
+| other processes, /proc/<ppid>/environ         | contained  | contained (other uid)| NOT                 |
+| fork / threads, CPU, memory, output, time     | contained  | contained            | contained (rlimits) |
+Namespaces need util-linux `unshare` and, when not root, unprivileged user namespaces (on by default in most
+distributions; Ubuntu 24.04's AppArmor restriction or a container's seccomp profile turn them off: then "none").
+Not used: seccomp. PyPI's bindings are either unmaintained (pyseccomp, last release 2021) or new and little used
+(seccompy 0.2); a dependency for it did not seem worth it, as namespaces without capabilities already remove what
+a syscall filter would guard here. The kernel itself is
+shared: a kernel exploit escapes every layer; this is a harness against reward hacking and accidents, not a
+hardened jail (use gVisor or a VM for that).
+
+When does a program pass? Only when the child reaches the end of the program and of every test, and writes a
+random nonce that only it has, read from a pipe the parent closed, to a result file the program did not open.
+A `sys.exit(0)` / `os._exit(0)` / `raise SystemExit` before the end never counts, nor does printing "passed".
+Reward hacks (sandbox_child.py, step 5) closed: the tests run after the program, each on its own, against copies
+of the builtins and of the modules tests use (math, re, collections, ...) taken before the program ran, and
+every value a program function returns to a test must be plain data (bool/int/float/complex/str/bytes/None and
+list/tuple/dict/set/frozenset of them; Counter, OrderedDict, defaultdict as a dict): a result whose `__eq__` is
+always True (also in a list, an int subclass, a metaclass), a patched `math.isclose` or builtin, a swapped
+`sys.modules['math']`, and a patch made while a test calls the function, all fail. NOT closed: a program that
+walks the interpreter's frames or `gc` (it can find the nonce or the tests' namespace); reading the asserts'
+literals (the first is in MBPP's prompt; the rest are on the child's command line) and returning them; a
+program function named like a builtin (`def set`) that a test calls (the program's names win, as in Python:
+MBPP task 126 names its function `sum`).
 
 Outcome reasons: passed | assertion | timeout | memory | syntax | error | output (stdout+stderr hit the cap).
 
 Choices (ours):
-1. Defaults: wall timeout 5 s (the issue's), CPU limit = wall timeout + 1 s, address space 1024 MB
-   (python itself maps ~30 MB; MBPP needs far less), output and file size cap 1 MB.
+1. Defaults: wall timeout 5 s, CPU limit = wall timeout + 1 s, address space 1024 MB, output and file size cap
+   1 MB. Floors (`check_limits`): 1 s and 64 MB, measured on MBPP's gold programs; below them run_code and
+   evaluate.grade_code raise ValueError with one line.
 2. The candidate's module name is "__sandbox__", not "__main__", so `if __name__ == "__main__":` demo blocks
    (which often call input()) do not run, as in human-eval's exec-based harness.
 3. Parallelism: a thread pool of `os.cpu_count()` workers, each waiting on one subprocess.
