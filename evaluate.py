@@ -43,9 +43,10 @@ Choices (the paper states none of these; ours, each in one place):
    thread has the timeouts. Strings longer than `MAX_ANSWER_CHARS` never reach math-verify, and any exception
    is caught: the grader never raises (an unexpected error is graded incorrect, reason "grader_error").
 5. Code (`grade_code`): the last ```python block that defines the function the tests call (else the first
-   block; an unterminated block counts; else the whole text if it parses), then the benchmark's setup code,
-   then all its asserts, run by sandbox.run_code. The setup code goes AFTER the candidate code because MBPP's
-   two setup snippets build `Node` objects of the class the solution defines.
+   block; an unterminated block counts; else the whole text if it parses), then the benchmark's setup code, run
+   by sandbox.run_code; then its asserts, each on its own against clean builtins with plain-data results
+   (sandbox.py: reward hacks). The setup code goes AFTER the candidate code because MBPP's two setup snippets
+   build `Node` objects of the class the solution defines.
 6. Scores: pass@1 greedy by default; with --samples K, pass@k for k = 1, 2, 4, ..., K with the unbiased
    estimator of Chen et al. (2021) (`pass_at_k`). AIME 2024 and 2025 are pooled into one 60-problem row
    ("aime"); "Avg" = mean of gsm8k, math500, minerva_math, olympiadbench and aime, as in the paper, shown only
