@@ -470,6 +470,7 @@ def grade_many(completions: Sequence[str], records: Sequence[dict], workers: int
     code = [i for i, r in enumerate(records) if r["kind"] == "code"]
     if code:
         from concurrent.futures import ThreadPoolExecutor
+        sandbox.isolation()                              # probe the machine once, before the threads start
         with ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1)) as pool:
             for i, grade in zip(code, pool.map(lambda i: grade_code(completions[i], records[i], **sandbox_kwargs),
                                                code)):

@@ -292,8 +292,13 @@ def isolated() -> bool:
 needs_namespaces = pytest.mark.skipif("not isolated()", reason="no user/mount/net namespaces on this machine")
 
 
-@pytest.mark.skipif("sandbox.isolation() == 'none'", reason="programs run as our own user: nothing but the guard")
-def test_one_program_cannot_make_the_others_pass_by_rewriting_their_files():
+def os_layers():
+    """The OS-level layers this machine can test: namespaces if available, a uid per program if we are root."""
+    return [c for c, ok in (("namespaces", sandbox.isolation() == "namespaces"), ("uid", os.geteuid() == 0)) if ok]
+
+
+@pytest.mark.parametrize("contain", os_layers())
+def test_one_program_cannot_make_the_others_pass_by_rewriting_their_files(contain):
     attacker = REAL + """
 import glob, time
 unlink, here, done = real("unlink"), os.path.realpath("."), set()
@@ -310,8 +315,15 @@ while time.monotonic() < end:
             pass
 """
     wrong = ["import time\ntime.sleep(0.05)\nassert 1 + 1 == 3\n"] * 12
-    results = run_many([attacker] + wrong, workers=2, timeout=4.0)
+    results = run_many([attacker] + wrong, workers=2, timeout=4.0, contain=contain)
     assert [r.reason for r in results[1:]] == ["assertion"] * 12
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid per program only when we are root")
+def test_as_root_each_program_runs_under_a_uid_of_its_own():
+    results = run_many(["import os\nprint(os.getuid(), os.getgid(), os.getgroups())"] * 4, workers=2)
+    ids = [r.stdout.split()[0] for r in results]
+    assert all(r.passed for r in results) and len(set(ids)) == 4 and "0" not in ids
 
 
 @pytest.fixture
@@ -543,3 +555,12 @@ def test_grading_with_limits_too_small_raises_instead_of_scoring_zero():
     for limits in ({"memory_mb": 8}, {"timeout": 0}):
         with pytest.raises(ValueError, match="at least"):
             evaluate.grade_many(["```python\ndef f(x): return 3\n```"], [record], **limits)
+
+
+def test_the_child_programs_docstring_examples():
+    """sandbox_child.py is not in pytest's doctest paths (it is a script); its examples are checked here."""
+    import doctest
+
+    import sandbox_child
+    failures, attempted = doctest.testmod(sandbox_child)
+    assert attempted >= 3 and failures == 0
