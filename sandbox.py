@@ -27,7 +27,7 @@ How one program runs (each line is a layer; the later ones hold even if the earl
 3. OS-level containment, the strongest this machine allows (`isolation()`, probed once by running a program):
    "namespaces" (`unshare` of util-linux: user (unless we are root), mount, net, pid, ipc, uts namespaces): the
      program sees a private root file system: read-only binds of /usr, /bin, /lib*, the interpreter's folder,
-     its box (read-only) and its scratch (writable), 4 /dev nodes, its own /proc; nothing else of the machine.
+     its box (read-only), a 16 MB tmpfs as its scratch, 4 /dev nodes, its own /proc; nothing else of the machine.
      No network interface but a loopback that is down. It then has no capabilities (bounding set dropped,
      capset to zero, no_new_privs), so it cannot mount, chroot out or regain them; as root, it also runs under a
      uid of its own (WORKER_UID_BASE + n, one per program).
@@ -53,6 +53,7 @@ What is contained, by machine (each line is a test in tests/test_sandbox.py; ski
 | network, loopback included                    | contained  | NOT                  | NOT                 |
 | other processes, /proc/<ppid>/environ         | contained  | contained (other uid)| NOT                 |
 | fork / threads, CPU, memory, output, time     | contained  | contained            | contained (rlimits) |
+| filling the disk (many 1 MB files)            | 16 MB tmpfs| NOT (bounded by time)| NOT (idem)          |
 Namespaces need util-linux `unshare` and, when not root, unprivileged user namespaces (on by default in most
 distributions; Ubuntu 24.04's AppArmor restriction or a container's seccomp profile turn them off: then "none").
 Not used: seccomp. PyPI's bindings are either unmaintained (pyseccomp, last release 2021) or new and little used

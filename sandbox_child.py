@@ -7,7 +7,7 @@ Nothing here is from the paper (sandbox.py's header gives the whole picture). In
 2. Contain (the OS-level layers; sandbox.py decides which apply on this machine):
    "namespaces": we start as root of fresh user/mount/net/pid/ipc namespaces (or as real root in fresh
    mount/net/pid/ipc namespaces). Build a private root on a tmpfs holding only read-only bind mounts of the
-   system's programs and libraries, the interpreter, this box (read-only) and its scratch folder (writable), a
+   system's programs and libraries, the interpreter, this box (read-only) and a small writable tmpfs as its scratch, a
    fresh /proc and four /dev nodes; chroot into it; drop to the worker uid when we were real root; then drop
    every capability and set no_new_privs, so the program can neither mount, nor chroot out, nor regain rights.
    "uid": sandbox.py already started us under a worker uid of our own; nothing to do here.
@@ -43,6 +43,7 @@ TEST_MODULES = ("math", "cmath", "re", "collections", "heapq", "itertools", "ope
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
+SCRATCH_MB = 16                                   # OURS: room for MBPP's few temporary files, not for a disk bomb
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 # statvfs flags -> mount flags: a read-only remount inside a user namespace must keep the flags the original
 # mount has (the kernel locks them), as bubblewrap does.
@@ -76,9 +77,10 @@ def _bind(source, root, writable=False):
     _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_NOSUID | kept | (0 if writable else MS_RDONLY))
 
 
-def build_root(box: str, binds: list) -> str:
+def build_root(box: str, binds: list, owner: int) -> str:
     """The private file system: a tmpfs with read-only binds of `binds` (system folders, the interpreter), the box
-    read-only, its scratch folder writable, /dev/{null,zero,random,urandom} and a fresh /proc. Returns its path."""
+    read-only, a fresh writable tmpfs of SCRATCH_MB owned by `owner` as its scratch folder, /dev/{null,zero,random,
+    urandom} and a fresh /proc. Returns its path."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)          # nothing we mount leaks back to the host
     root = os.path.join(box, "root")
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
@@ -91,7 +93,8 @@ def build_root(box: str, binds: list) -> str:
     for device in ("null", "zero", "random", "urandom"):
         _bind(f"/dev/{device}", root, writable=True)
     _bind(box, root)                                      # program.py read-only (non-recursive: not root/ itself)
-    _bind(os.path.join(box, "scratch"), root, writable=True)
+    scratch = root + os.path.join(box, "scratch")             # a small tmpfs: the disk cannot be filled
+    _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, f"size={SCRATCH_MB}m,mode=0700,uid={owner},gid={owner}")
     os.makedirs(root + "/proc")
     try:                                                  # only our own pid namespace: pid 1 is this process
         _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -120,7 +123,8 @@ def drop_privileges(uid, gid) -> None:
 
 
 def contain(config: dict) -> None:
-    root = build_root(config["box"], config["binds"])
+    owner = config["uid"] if config["uid"] is not None else 0     # 0: ourselves inside a user namespace
+    root = build_root(config["box"], config["binds"], owner)
     os.chdir(root)
     os.chroot(".")
     os.chdir(os.path.join(config["box"], "scratch"))

@@ -564,3 +564,19 @@ def test_the_child_programs_docstring_examples():
     import sandbox_child
     failures, attempted = doctest.testmod(sandbox_child)
     assert attempted >= 3 and failures == 0
+
+
+@needs_namespaces
+def test_a_disk_bomb_stops_at_the_scratch_size():
+    result = run("""
+        written = 0
+        try:
+            for i in range(200):
+                with open(f"f{i}", "wb") as f:
+                    f.write(b"x" * 500_000)
+                written += 1
+        except OSError as e:
+            print(written, type(e).__name__)
+    """, timeout=5.0)
+    count, error = result.stdout.split()
+    assert result.passed and int(count) < 40 and error == "OSError"
