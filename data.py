@@ -83,31 +83,52 @@ MBPP_TEST_IDS = range(11, 511)  # google-research MBPP README: 1–10 few-shot, 
 # Answer extraction used for gold answers (the evaluator uses the same function on model output)
 # ----------------------------------------------------------------------------------------------------------
 
+_BOX = re.compile(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])")
+
+
+def braced(text: str, i: int) -> tuple[str, int] | None:
+    """(content, end) of the {...} group starting at text[i] == '{', nested braces kept; None if unbalanced."""
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1:j], j + 1
+    return None
+
+
 def last_boxed(text: str) -> str | None:
-    r"""Content of the last `\boxed{...}` (or `\fbox{...}`) in `text`, nested braces kept; None if there is none.
+    r"""Content of the LAST complete \boxed{...} / \boxed x / \fbox{...} / \framebox[..]{...} in `text`, nested
+    braces kept; None if there is none ('' for an empty box, which the grader and the format reward count as no
+    answer). The ONE definition of "the boxed answer": gold answers here, the grader (evaluate.extract_answer)
+    and the format reward (ilr.well_formed) all read boxes with it.
 
     >>> last_boxed(r"so $x = \boxed{\frac{\sqrt{2}}{2}}$ and not \boxed{3}")
     '3'
-    >>> last_boxed(r"\boxed{\frac{\sqrt{2}}{2}}")
-    '\\frac{\\sqrt{2}}{2}'
-    >>> last_boxed(r"\boxed 5.") is None, last_boxed("no box") is None
-    (False, True)
+    >>> last_boxed(r"\boxed{\frac{\sqrt{2}}{2}}"), last_boxed(r"first \boxed{1}, then \fbox{2}")
+    ('\\frac{\\sqrt{2}}{2}', '2')
+    >>> last_boxed(r"it is \boxed 7."), last_boxed(r"\framebox[2cm]{5}"), last_boxed(r"\boxed{}"), last_boxed("no")
+    ('7', '5', '', None)
     """
-    boxed, fbox = text.rfind("\\boxed"), text.rfind("\\fbox")
-    if max(boxed, fbox) < 0:
-        return None
-    rest = text[boxed + len("\\boxed"):] if boxed > fbox else text[fbox + len("\\fbox"):]
-    if rest.startswith(" "):                     # `\boxed 5` (no braces): the token after the space
-        token = rest[1:].split("$")[0].split()
-        return token[0].rstrip(".,") if token else None
-    if not rest.startswith("{"):
-        return None
-    depth = 0
-    for i, ch in enumerate(rest):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth == 0:
-            return rest[1:i].strip()
-    return None                                  # unbalanced braces: no answer
+    found = None
+    for match in _BOX.finditer(text):
+        i = match.end()
+        while i < len(text) and text[i] == "[":                # \framebox[width][pos]{...}
+            close = text.find("]", i)
+            if close < 0:
+                break
+            i = close + 1
+        j = i
+        while j < len(text) and text[j].isspace():
+            j += 1
+        if j < len(text) and text[j] == "{":
+            group = braced(text, j)
+            if group is not None:
+                found = group[0].strip()
+        elif j > i:                                           # "\boxed 7": the token after the space
+            token = re.match(r"[^\s$]+", text[j:])
+            if token and token.group(0).rstrip(".,;"):
+                found = token.group(0).rstrip(".,;")
+    return found
 
 
 def gsm8k_gold(solution: str) -> str:

@@ -43,9 +43,10 @@ Choices (the paper states none of these; ours, each in one place):
    thread has the timeouts. Strings longer than `MAX_ANSWER_CHARS` never reach math-verify, and any exception
    is caught: the grader never raises (an unexpected error is graded incorrect, reason "grader_error").
 5. Code (`grade_code`): the last ```python block that defines the function the tests call (else the first
-   block; an unterminated block counts; else the whole text if it parses), then the benchmark's setup code,
-   then all its asserts, run by sandbox.run_code. The setup code goes AFTER the candidate code because MBPP's
-   two setup snippets build `Node` objects of the class the solution defines.
+   block; an unterminated block counts; else the whole text if it parses), then the benchmark's setup code, run
+   by sandbox.run_code; then its asserts, each on its own against clean builtins with plain-data results
+   (sandbox.py: reward hacks). The setup code goes AFTER the candidate code because MBPP's two setup snippets
+   build `Node` objects of the class the solution defines.
 6. Scores: pass@1 greedy by default; with --samples K, pass@k for k = 1, 2, 4, ..., K with the unbiased
    estimator of Chen et al. (2021) (`pass_at_k`). AIME 2024 and 2025 are pooled into one 60-problem row
    ("aime"); "Avg" = mean of gsm8k, math500, minerva_math, olympiadbench and aime, as in the paper, shown only
@@ -78,6 +79,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import data
 import sandbox
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,48 +130,11 @@ test_prompt.__test__ = False   # a public name starting with "test": tell pytest
 # 1) Math: which answer is graded
 # ----------------------------------------------------------------------------------------------------------
 
-_BOX = re.compile(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
-
-def _braced(text: str, i: int) -> tuple[str, int] | None:
-    """(content, end) of the {...} group starting at text[i] == '{', nested braces kept; None if unbalanced."""
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j], j + 1
-    return None
-
-
-def extract_boxed(text: str) -> str | None:
-    r"""Content of the LAST \boxed{...} / \boxed x / \fbox{...} / \framebox[..]{...} in `text`; None if none.
-
-    >>> extract_boxed(r"so $x = \boxed{\frac{\sqrt{2}}{2}}$")
-    '\\frac{\\sqrt{2}}{2}'
-    >>> extract_boxed(r"first \boxed{1}, then \fbox{2}"), extract_boxed(r"it is \boxed 7."), extract_boxed("no")
-    ('2', '7', None)
-    """
-    found = None
-    for match in _BOX.finditer(text):
-        i = match.end()
-        while i < len(text) and text[i] == "[":                # \framebox[width][pos]{...}
-            close = text.find("]", i)
-            if close < 0:
-                break
-            i = close + 1
-        j = i
-        while j < len(text) and text[j].isspace():
-            j += 1
-        if j < len(text) and text[j] == "{":
-            group = _braced(text, j)
-            if group is not None:
-                found = group[0].strip()
-        elif j > i:                                               # "\boxed 7": the token after the space
-            token = re.match(r"[^\s$]+", text[j:])
-            if token and token.group(0).rstrip(".,;"):
-                found = token.group(0).rstrip(".,;")
-    return found
+# The last \boxed{} / \fbox{} / \framebox{} answer: ONE definition, shared with the format reward (ilr.well_formed)
+# and the gold answers of data.py. An empty box ('') holds no answer (extract_answer goes on to the next rule).
+extract_boxed = data.last_boxed
 
 
 def extract_answer(completion: str, benchmark: str | None = None) -> tuple[str | None, str]:
@@ -235,7 +200,7 @@ def normalize_answer(answer: str) -> str:
     s = s.strip().rstrip(".").strip()
     while True:                                                 # a whole-answer \text{...} wrapper
         match = re.fullmatch(r"\\(?:text|textbf|textrm|mathrm|mbox|mathbf)\s*\{(.*)\}", s)
-        if not match or _braced(s, s.index("{")) is None or _braced(s, s.index("{"))[1] != len(s):
+        if not match or data.braced(s, s.index("{")) is None or data.braced(s, s.index("{"))[1] != len(s):
             break
         s = match.group(1).strip()
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):      # thousands separators
@@ -461,19 +426,28 @@ def extract_code(completion: str, entry_point: str | None = None) -> str | None:
     return completion if re.search(r"\b(def|class|import|lambda)\b", completion) else None
 
 
-def code_program(code: str, record: dict) -> str:
-    """Candidate code, then the benchmark's setup code (it may use the candidate's classes), then all asserts."""
+def code_program(code: str, record: dict) -> tuple[str, str]:
+    """(program, tests): the candidate code then the benchmark's setup code (it may use the candidate's classes);
+    and all the asserts, which the sandbox runs afterwards against clean builtins, comparing plain data only.
+
+    >>> code_program("def f(): return 1", {"meta": {"tests": ["assert f() == 1"], "setup_code": "import math"}})
+    ('def f(): return 1\\n\\nimport math\\n', 'assert f() == 1\\n')
+    """
     meta = record["meta"]
-    return "\n\n".join([code, meta.get("setup_code") or "", "\n".join(meta["tests"])]) + "\n"
+    return "\n\n".join([code, meta.get("setup_code") or ""]) + "\n", "\n".join(meta["tests"]) + "\n"
 
 
 def grade_code(completion: str, record: dict, **sandbox_kwargs) -> Grade:
-    """Run the extracted code and the record's asserts in the sandbox; correct = every assert passed."""
+    """Run the extracted code and the record's asserts in the sandbox; correct = every assert passed. Limits too
+    small for any program (sandbox.check_limits) raise ValueError: grading everything wrong would hide them."""
+    sandbox.check_limits(sandbox_kwargs.get("memory_mb", sandbox.DEFAULT_MEMORY_MB),
+                         sandbox_kwargs.get("timeout", sandbox.DEFAULT_TIMEOUT))
     try:
         code = extract_code(completion or "", record["meta"].get("entry_point"))
         if code is None:
             return Grade(False, None, "no_code", "no code block and the text is not Python")
-        result = sandbox.run_code(code_program(code, record), **sandbox_kwargs)
+        program, tests = code_program(code, record)
+        result = sandbox.run_code(program, tests, **sandbox_kwargs)
         return Grade(result.passed, code, result.reason, result.message)
     except Exception as e:
         return Grade(False, None, "grader_error", f"{type(e).__name__}: {e}"[:300])
@@ -496,6 +470,7 @@ def grade_many(completions: Sequence[str], records: Sequence[dict], workers: int
     code = [i for i, r in enumerate(records) if r["kind"] == "code"]
     if code:
         from concurrent.futures import ThreadPoolExecutor
+        sandbox.isolation()                              # probe the machine once, before the threads start
         with ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1)) as pool:
             for i, grade in zip(code, pool.map(lambda i: grade_code(completions[i], records[i], **sandbox_kwargs),
                                                code)):
@@ -555,7 +530,7 @@ def oracle_completion(record: dict) -> str:
     if record["kind"] == "code":
         return f"```python\n{record['answer']}\n```"
     solution = record.get("meta", {}).get("solution") or ""
-    if _BOX.search(solution) or re.search(r"####\s*\S", solution):
+    if extract_boxed(solution) or re.search(r"####\s*\S", solution):
         return solution
     return f"The final answer is $\\boxed{{{record['answer']}}}$."
 

@@ -270,14 +270,17 @@ def make_agents(cfg: Config) -> list[Agent]:
 # ----------------------------------------------------------------------------------------------------------
 
 def well_formed(completion: str, record: dict) -> bool:
-    """The format term's test: a \\boxed{} answer (math) or a code block (code).
+    """The format term's test: a \\boxed{} answer as the grader reads it (data.last_boxed: non-empty, any of
+    \\boxed / \\fbox / \\framebox) for math, or a code block for code.
 
     >>> well_formed("so \\\\boxed{4}", {"kind": "math"}), well_formed("4", {"kind": "math"})
     (True, False)
+    >>> well_formed("\\\\boxed{}", {"kind": "math"}), well_formed("\\\\framebox{5}", {"kind": "math"})
+    (False, True)
     """
     if record["kind"] == "code":
         return "```" in completion
-    return data.last_boxed(completion) is not None
+    return bool(data.last_boxed(completion))          # as evaluate.extract_answer: an empty box is none
 
 
 def answer_reward(completion: str, record: dict, format_reward: float) -> float:

@@ -1,51 +1,87 @@
 """
-sandbox.py — run model-written Python in a throw-away process and say whether it passed, and if not, why.
+sandbox.py — run model-written Python in a throw-away, contained process and say whether it passed, and if not, why.
 
 Where it sits in ILR (arXiv 2509.26306): the paper evaluates every trained model alone on MBPP (code, out of
-domain). evaluate.py extracts the code block from a completion, appends the benchmark's setup code and asserts,
-and hands the program to `run_code` here. Nothing in this file is from the paper: it is the safety harness that
-lets us execute untrusted code on the machine that trains the models.
+domain), and during RL the same grader is the reward. evaluate.py extracts the code block from a completion and
+hands `run_code` the program (the code, then the benchmark's setup code) and the tests (its asserts). Nothing in
+this file is from the paper: it is the safety harness that lets us execute untrusted code, written by a policy
+REWARDED for passing, on the machine that trains the models. The child's own code is sandbox_child.py.
 
     from sandbox import run_code, run_many
-    run_code("def f(x):\\n    return x + 1\\nassert f(1) == 2").reason        # 'passed'
-    run_code("while True: pass", timeout=1.0).reason                      # 'timeout'
-    run_many([prog_a, prog_b, ...], workers=2)                            # in parallel, results in input order
+    run_code("def f(x):\\n    return x + 1", tests="assert f(1) == 2").reason    # 'passed'
+    run_code("while True: pass", timeout=1.0).reason                         # 'timeout'
+    run_many([prog_a, prog_b, ...], workers=2)                               # in parallel, input order kept
+    describe_sandbox()                                # which containment this machine gives (also in summaries)
 
-Tests: `pytest tests/test_sandbox.py` — one test per attack (infinite loop, sys.exit / os._exit before the
-asserts, KeyboardInterrupt, memory bomb, fork bomb, output flood, writing / deleting outside the box, chdir).
+Tests: `pytest tests/test_sandbox.py` — one test per attack: infinite loop, sys.exit / os._exit before the asserts,
+KeyboardInterrupt, memory bomb, fork bomb, output flood, writes / deletes outside the box (open, _io.FileIO,
+os.mkdir, ctypes, the guard's own wrappers), one program rewriting another's, reading the benchmark files,
+loopback network, the parent's environment and the user's files as an ordinary user, reward hacks, limits.
 
 How one program runs (each line is a layer; the later ones hold even if the earlier ones are bypassed):
-1. Its own process: `python -I -B` (isolated mode: no PYTHON* variables, no user site, no .pyc writes), in its
-   own session (process group) so the whole group can be killed; stdin is /dev/null; the environment is
-   replaced by a minimal one (PATH, HOME = TMPDIR = the box, LANG).
-2. Its own fresh temporary directory ("the box") as working directory, removed afterwards.
-3. Resource limits set by our runner before the candidate code runs (`resource.setrlimit`): CPU seconds,
-   address space, file size (which also caps stdout/stderr: they are files), processes = 0, core files = 0.
-   OURS: set in the runner rather than in `preexec_fn`, because `preexec_fn` is documented as unsafe when the
-   parent has threads, and we launch programs from a thread pool.
-4. A guard, applied by the runner before the candidate code (in the spirit of OpenAI human-eval's
-   `reliability_guard`, written anew): process creation (os.system/fork/exec*/spawn*/posix_spawn/kill,
-   subprocess), chmod/chown/links, shutil.rmtree/move, os._exit and resource.setrlimit are replaced by
-   functions that raise PermissionError; opening for writing, deleting, renaming and os.chdir are allowed only
-   inside the box (so `tempfile` works there); `ctypes` cannot be imported. This is Python-level and a
-   determined program can undo it; it exists so that ordinary mistakes fail loudly, and layers 3, 5, 6 hold.
-5. When we run as root, the program runs as the unprivileged user `nobody` (Popen's user/group arguments):
-   the OS then refuses writes to anything `nobody` does not own, and RLIMIT_NPROC is enforced (Linux does not
-   enforce it for root). If no interpreter is reachable by `nobody`, we fall back to our own user and say so in
-   `SANDBOX_USER`.
-6. A wall-clock timeout in the parent kills the whole process group (SIGKILL), stray children included.
+1. Its own process: `python -I -S -B` (isolated: no PYTHON* variables, no site-packages: the standard library
+   only, no .pyc writes), the base interpreter (not a venv's), in its own session so the whole group can be
+   killed; stdin /dev/null; a minimal environment (PATH, HOME = TMPDIR = its scratch folder, LANG).
+2. Its own box: `box/` (ours, mode 711) holds `program.py` (ours, read-only to the program) and `scratch/` (the
+   program's, 700), the only place it may write; all removed afterwards.
+3. OS-level containment, the strongest this machine allows (`isolation()`, probed once by running a program):
+   "namespaces" (`unshare` of util-linux: user (unless we are root), mount, net, pid, ipc, uts namespaces): the
+     program sees a private root file system: read-only binds of /usr, /bin, /lib*, the interpreter's folder,
+     its box (read-only), a 16 MB tmpfs as its scratch, 4 /dev nodes, its own /proc; nothing else of the machine.
+     No network interface but a loopback that is down. It then has no capabilities (bounding set dropped,
+     capset to zero, no_new_privs), so it cannot mount, chroot out or regain them; as root, it also runs under a
+     uid of its own (WORKER_UID_BASE + n, one per program).
+   "uid" (root, but namespaces unavailable): a uid of its own per program, so the OS refuses it the files of the
+     other programs and ours (program.py is ours, 440, readable by its group only).
+   "none" (not root and no namespaces): our own user; only layers 4-6 hold.
+4. Resource limits (`setrlimit`, by the child before the program runs): CPU seconds, address space, file size
+   (also caps stdout/stderr: they are files), processes = 0 (no fork, no threads), core files = 0.
+   OURS: set in the child rather than in `preexec_fn`, documented unsafe when the parent has threads.
+5. A guard (Python-level, in the spirit of OpenAI human-eval's `reliability_guard`): process creation, chmod /
+   chown / links, os._exit, setrlimit refused; writes, deletes, mkdir and chdir allowed only inside scratch;
+   ctypes not importable. A determined program undoes it (the wrappers hand back the real functions through
+   their closures, `_io.FileIO` writes directly, ctypes can be re-imported); it makes ordinary mistakes fail
+   loudly, and layers 3, 4, 6 hold without it.
+6. A wall-clock timeout in the parent kills the process group and the child (SIGKILL); under namespaces the
+   child also dies with `unshare` (parent-death signal) and with it its whole pid namespace.
 
-When does a program pass? Only when our runner reaches the end of the program (every assert) and writes a
-random nonce that only the runner has, read from a pipe the parent closed, to a result file the candidate did
-not open. A `sys.exit(0)` / `os._exit(0)` / `raise SystemExit` before the end therefore never counts, and
-neither does printing "passed". (A program that deliberately walks the interpreter's frames could find the
-nonce; that is out of scope: the protection is against accidental and naive reward hacks.)
+What is contained, by machine (each line is a test in tests/test_sandbox.py; skipped where the layer is absent):
+| attack                                        | namespaces | uid (root only)      | none (user, no ns)  |
+| another program's files (rewrite program.py)  | contained  | contained            | NOT (guard only)    |
+| writing / deleting the machine's files        | contained  | only what all may    | NOT: the user's     |
+| reading benchmark gold, the user's files      | contained  | NOT world-readable   | NOT                 |
+| network, loopback included                    | contained  | NOT                  | NOT                 |
+| other processes, /proc/<ppid>/environ         | contained  | contained (other uid)| NOT                 |
+| fork / threads, CPU, memory, output, time     | contained  | contained            | contained (rlimits) |
+| filling the disk (many 1 MB files)            | 16 MB tmpfs| NOT (bounded by time)| NOT (idem)          |
+Namespaces need util-linux `unshare` and, when not root, unprivileged user namespaces (on by default in most
+distributions; Ubuntu 24.04's AppArmor restriction or a container's seccomp profile turn them off: then "none").
+Not used: seccomp. PyPI's bindings are either unmaintained (pyseccomp, last release 2021) or new and little used
+(seccompy 0.2); a dependency for it did not seem worth it, as namespaces without capabilities already remove what
+a syscall filter would guard here. The kernel itself is
+shared: a kernel exploit escapes every layer; this is a harness against reward hacking and accidents, not a
+hardened jail (use gVisor or a VM for that).
+
+When does a program pass? Only when the child reaches the end of the program and of every test, and writes a
+random nonce that only it has, read from a pipe the parent closed, to a result file the program did not open.
+A `sys.exit(0)` / `os._exit(0)` / `raise SystemExit` before the end never counts, nor does printing "passed".
+Reward hacks (sandbox_child.py, step 5) closed: the tests run after the program, each on its own, against copies
+of the builtins and of the modules tests use (math, re, collections, ...) taken before the program ran, and
+every value a program function returns to a test must be plain data (bool/int/float/complex/str/bytes/None and
+list/tuple/dict/set/frozenset of them; Counter, OrderedDict, defaultdict as a dict): a result whose `__eq__` is
+always True (also in a list, an int subclass, a metaclass), a patched `math.isclose` or builtin, a swapped
+`sys.modules['math']`, and a patch made while a test calls the function, all fail. NOT closed: a program that
+walks the interpreter's frames or `gc` (it can find the nonce or the tests' namespace); reading the asserts'
+literals (the first is in MBPP's prompt; the rest are on the child's command line) and returning them; a
+program function named like a builtin (`def set`) that a test calls (the program's names win, as in Python:
+MBPP task 126 names its function `sum`).
 
 Outcome reasons: passed | assertion | timeout | memory | syntax | error | output (stdout+stderr hit the cap).
 
 Choices (ours):
-1. Defaults: wall timeout 5 s (the issue's), CPU limit = wall timeout + 1 s, address space 1024 MB
-   (python itself maps ~30 MB; MBPP needs far less), output and file size cap 1 MB.
+1. Defaults: wall timeout 5 s, CPU limit = wall timeout + 1 s, address space 1024 MB, output and file size cap
+   1 MB. Floors (`check_limits`): 1 s and 64 MB, measured on MBPP's gold programs; below them run_code and
+   evaluate.grade_code raise ValueError with one line.
 2. The candidate's module name is "__sandbox__", not "__main__", so `if __name__ == "__main__":` demo blocks
    (which often call input()) do not run, as in human-eval's exec-based harness.
 3. Parallelism: a thread pool of `os.cpu_count()` workers, each waiting on one subprocess.
@@ -53,9 +89,9 @@ Choices (ours):
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -66,147 +102,36 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 REASONS = ("passed", "assertion", "timeout", "memory", "syntax", "error", "output")
 DEFAULT_TIMEOUT = 5.0         # seconds of wall time per program (issue 3)
 DEFAULT_MEMORY_MB = 1024      # address space; the interpreter alone maps ~30 MB
 DEFAULT_MAX_OUTPUT = 1 << 20  # bytes: cap on stdout, on stderr and on any file the program writes
-UNPRIVILEGED_USER = "nobody"  # who runs candidate code when we are root
+MIN_TIMEOUT = 1.0             # s: at 0.1 s 30 of MBPP's 500 gold programs time out, at 1 s only task 123 under load
+MIN_MEMORY_MB = 64            # MB: MBPP's gold needs 20 (all pass; at 16 all fail), x3 for other interpreter builds
+WORKER_UID_BASE = 1_879_048_192   # uids for programs when we are root: far above real users' and subuid ranges
+WORKER_UIDS = 4096                # one per program, reused after this many
+CHILD = Path(__file__).with_name("sandbox_child.py")
+SYSTEM_BINDS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache")
+_uids = itertools.count()
 
-# ----------------------------------------------------------------------------------------------------------
-# The runner: the first code the child interpreter executes. It reads the nonce, sets the limits, installs the
-# guard, executes the candidate program, and writes one JSON line with the outcome to the result file.
-# argv: nonce_fd result_fd limits_json box program_path
-# ----------------------------------------------------------------------------------------------------------
-RUNNER = r'''
-import builtins, io, json, os, posix, resource, sys
 
-def _refuse(name):
-    def refused(*args, **kwargs):
-        raise PermissionError(f"{name} is disabled in the sandbox")
-    return refused
+def check_limits(memory_mb: float, timeout: float) -> None:
+    """Refuse limits under which even MBPP's gold programs fail (they would score ~0 % without a word). Measured
+    by grading the gold programs (evaluate.grade_many, 2 workers, 2026-12-03, load ~5 on 2 cores) at lower and
+    lower limits: address space 20 MB 500/500, 16 MB 2/500, 12 MB 0/500; wall time 1 s 499/500, 0.1 s 470/500.
 
-def _inside(box, path):
-    try:
-        real = os.path.realpath(os.fsdecode(path))
-    except Exception:
-        return False
-    return real == box or real.startswith(box + os.sep)
-
-def _guard(box):
-    real_open, real_os_open, real_chdir = builtins.open, os.open, os.chdir
-    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-    def open_(file, mode="r", *args, **kwargs):
-        if not isinstance(file, int) and any(c in mode for c in "wax+") and not _inside(box, file):
-            raise PermissionError(f"writing outside the sandbox directory is disabled: {file!r}")
-        return real_open(file, mode, *args, **kwargs)
-
-    def os_open(path, flags, mode=0o777, *, dir_fd=None):
-        if flags & writes and (dir_fd is not None or not _inside(box, path)):
-            raise PermissionError(f"writing outside the sandbox directory is disabled: {path!r}")
-        return real_os_open(path, flags, mode)
-
-    def chdir(path):
-        if isinstance(path, int) or not _inside(box, path):
-            raise PermissionError(f"os.chdir outside the sandbox directory is disabled: {path!r}")
-        return real_chdir(path)
-
-    def inside_only(name, real, arity=1):
-        def call(*paths, **kwargs):
-            if kwargs or len(paths) != arity or not all(_inside(box, p) for p in paths):
-                raise PermissionError(f"os.{name} outside the sandbox directory is disabled: {paths!r}")
-            return real(*paths)
-        return call
-
-    builtins.open = io.open = open_
-    os.open = posix.open = os_open
-    os.chdir = posix.chdir = chdir
-    for name, arity in (("remove", 1), ("unlink", 1), ("rmdir", 1), ("rename", 2), ("replace", 2)):
-        setattr(os, name, inside_only(name, getattr(posix, name), arity))   # inside the box: allowed
-        setattr(posix, name, getattr(os, name))
-    for name in ("system", "popen", "fork", "forkpty", "vfork", "execv", "execve", "execl", "execle", "execlp",
-                 "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve",
-                 "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp", "kill", "killpg", "removedirs", "renames",
-                 "link", "symlink", "truncate", "chmod",
-                 "fchmod", "lchmod", "chown", "fchown", "lchown", "chroot", "fchdir", "setuid", "seteuid",
-                 "setgid", "setegid", "setreuid", "setregid", "setresuid", "setresgid", "setsid", "setpgid",
-                 "setpgrp", "putenv", "unsetenv", "_exit", "abort", "nice", "pidfd_open"):
-        for module in (os, posix):
-            if hasattr(module, name):
-                setattr(module, name, _refuse(f"os.{name}"))
-    import shutil, subprocess, _posixsubprocess
-    for name in ("rmtree", "move", "chown"):
-        setattr(shutil, name, _refuse(f"shutil.{name}"))
-    for name in ("Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"):
-        setattr(subprocess, name, _refuse(f"subprocess.{name}"))
-    _posixsubprocess.fork_exec = _refuse("_posixsubprocess.fork_exec")
-    resource.setrlimit = _refuse("resource.setrlimit")
-    for name in ("ctypes", "_ctypes"):
-        sys.modules[name] = None
-
-def _where(error, source_lines):
-    tb, line = error.__traceback__, None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "program.py":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if line is None or not 0 < line <= len(source_lines):
-        return ""
-    return f"line {line}: {source_lines[line - 1].strip()[:200]}"
-
-def _main():
-    nonce_fd, result_fd, limits, box, path = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]), \
-        sys.argv[4], sys.argv[5]
-    nonce = os.read(nonce_fd, 64).decode()
-    os.close(nonce_fd)
-    write, exit_, dumps = os.write, os._exit, json.dumps
-
-    def report(reason, message=""):
-        try:
-            write(result_fd, ("\n" + dumps({"reason": reason, "message": message[:1000]}) + "\n").encode())
-        except BaseException:
-            pass
-
-    for name, value in limits.items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-    with open(path, encoding="utf-8", errors="replace") as f:
-        source = f.read()
-    try:
-        code = compile(source, "program.py", "exec")
-    except (SyntaxError, ValueError) as e:           # ValueError: null bytes in the source
-        report("syntax", f"{type(e).__name__}: {e}")
-        exit_(0)
-    _guard(box)
-    namespace = {"__name__": "__sandbox__", "__builtins__": builtins}
-    lines = source.splitlines()
-    try:
-        exec(code, namespace)
-    except AssertionError as e:
-        report("assertion", f"AssertionError {_where(e, lines)} {str(e)[:200]}".strip())
-    except MemoryError as e:
-        namespace.clear()
-        report("memory", f"MemoryError {_where(e, lines)}".strip())
-    except BaseException as e:                       # also SystemExit and KeyboardInterrupt: exit before the end
-        try:
-            text = f"{type(e).__name__}: {str(e)[:300]} {_where(e, lines)}".strip()
-        except BaseException:
-            text = type(e).__name__
-        report("error", text)
-    else:
-        try:
-            write(result_fd, ("\n" + dumps({"reason": "passed", "nonce": nonce}) + "\n").encode())
-        except BaseException:
-            pass
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        pass
-    exit_(0)
-
-_main()
-'''
+    >>> check_limits(memory_mb=8, timeout=5)
+    Traceback (most recent call last):
+    ValueError: --memory-mb 8: must be at least 64 (MB of address space the interpreter needs to run MBPP's gold programs)
+    """
+    if not memory_mb >= MIN_MEMORY_MB:
+        raise ValueError(f"--memory-mb {memory_mb:g}: must be at least {MIN_MEMORY_MB} (MB of address space the "
+                         f"interpreter needs to run MBPP's gold programs)")
+    if not timeout >= MIN_TIMEOUT:
+        raise ValueError(f"--timeout {timeout:g}: must be at least {MIN_TIMEOUT:g} (seconds the interpreter needs "
+                         f"to start and run MBPP's gold programs)")
 
 
 @dataclass
@@ -225,36 +150,47 @@ class SandboxResult:
 # Who runs the code, with which interpreter (probed once per process)
 # ----------------------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def sandbox_identity() -> tuple[str, int | None, int | None]:
-    """(interpreter, uid, gid) for candidate programs; uid/gid None = our own user (we are not root, or
-    no interpreter is reachable by `nobody`: then the OS-level protections of layer 5 are missing)."""
-    if os.geteuid() != 0:
-        return sys.executable, None, None
-    try:
-        user = pwd.getpwnam(UNPRIVILEGED_USER)
-    except KeyError:
-        return sys.executable, None, None
-    # sys.executable may live under /root (mode 700), unreachable for `nobody`: try system interpreters too.
+def _interpreter() -> str:
+    """The base interpreter (not a virtual environment's wrapper): programs get the standard library only."""
+    exe = getattr(sys, "_base_executable", None) or sys.executable
+    return os.path.realpath(exe) if os.path.exists(exe) else os.path.realpath(sys.executable)
+
+
+def _reachable_interpreter(uid: int) -> str | None:
+    """An interpreter that `uid` can run (ours may live under /root, mode 700), or None."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for exe in (sys.executable, os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}",
-                "/usr/bin/python3", "/usr/local/bin/python3"):
+    for exe in (_interpreter(), f"/usr/bin/{version}", f"/usr/local/bin/{version}", "/usr/bin/python3",
+                "/usr/local/bin/python3"):
         try:
-            probe = subprocess.run([exe, "-I", "-B", "-c", "import resource, json, _posixsubprocess"], cwd="/",
-                                   user=user.pw_uid, group=user.pw_gid, extra_groups=[], env={},
-                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+            probe = subprocess.run([exe, "-I", "-S", "-B", "-c", "import resource, json, ast"], cwd="/",
+                                   user=uid, group=uid, extra_groups=[], env={}, stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=30)
         except (OSError, subprocess.SubprocessError):
             continue
         if probe.returncode == 0:
-            return exe, user.pw_uid, user.pw_gid
-    return sys.executable, None, None
+            return exe
+    return None
+
+
+@lru_cache(maxsize=1)
+def isolation() -> str:
+    """Which OS-level containment this machine gives (probed once per process, by running one program):
+    "namespaces" (private file system, no network, own pid space, no capabilities; with a uid of its own as well
+    when we are root), "uid" (root without namespaces: a uid of its own), "none" (our own user: the guard only)."""
+    if shutil.which("unshare") and run_code("assert open('/proc/1/cmdline').read()", contain="namespaces").passed:
+        return "namespaces"
+    if os.geteuid() == 0 and _reachable_interpreter(WORKER_UID_BASE) is not None:
+        return "uid"
+    return "none"
 
 
 def describe_sandbox() -> str:
-    """One line for logs and summaries: which interpreter and which user run candidate code."""
-    exe, uid, _ = sandbox_identity()
-    who = f"uid {uid} ({UNPRIVILEGED_USER})" if uid is not None else f"uid {os.geteuid()} (our own user)"
-    return f"{exe} as {who}"
+    """One line for logs and summaries: how candidate code is contained on this machine."""
+    return {"namespaces": "namespaces (private root file system, no network, own pids, no capabilities)"
+                          + (", a uid per program" if os.geteuid() == 0 else ""),
+            "uid": "a uid per program (no namespaces: network and world-readable files reachable)",
+            "none": f"our own user, uid {os.geteuid()} (no namespaces: Python-level guard only)"}[isolation()] \
+        + f"; {_interpreter()}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -324,42 +260,86 @@ def _classify(timed_out: bool, returncode: int, outcome: dict | None, output_ful
     return "error", f"exited with code {returncode} before the end of the program"
 
 
-def run_code(program: str, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB,
-             max_output: int = DEFAULT_MAX_OUTPUT) -> SandboxResult:
-    """Run `program` (Python source) in a fresh sandbox and classify the outcome. Never raises for anything the
-    program does; see the module docstring for the layers.
+@lru_cache(maxsize=1)
+def _child_source() -> str:
+    return CHILD.read_text(encoding="utf-8")
 
-    >>> run_code("assert 1 + 1 == 2").reason, run_code("assert 1 + 1 == 3").reason
+
+@lru_cache(maxsize=1)
+def _uid_interpreter() -> str:
+    return _reachable_interpreter(WORKER_UID_BASE) or _interpreter()
+
+
+def _binds(exe: str) -> list[str]:
+    """What the private root file system shows, read-only: system programs and libraries, the interpreter."""
+    prefixes = {os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(exe))}
+    return list(SYSTEM_BINDS) + sorted(p for p in prefixes if p != "/" and not p.startswith("/usr/"))
+
+
+def _make_box(program: str, uid: int | None, with_root: bool) -> str:
+    """box/ (ours, mode 711) holding program.py (ours, read-only: 440 with the program's group, else 400) and
+    scratch/ (the program's, 700): the only place the program may write."""
+    box = os.path.realpath(tempfile.mkdtemp(prefix="ilr-sandbox-"))
+    path, scratch = os.path.join(box, "program.py"), os.path.join(box, "scratch")
+    with open(path, "w", encoding="utf-8", errors="replace") as f:
+        f.write(program)
+    os.mkdir(scratch, 0o700)
+    if with_root:
+        os.mkdir(os.path.join(box, "root"), 0o755)     # mount point of the private root file system
+    if uid is not None:
+        os.chown(path, os.geteuid(), uid)
+        os.chmod(path, 0o440)
+        os.chown(scratch, uid, uid)
+    else:
+        os.chmod(path, 0o400)
+    os.chmod(box, 0o711)
+    return box
+
+
+def run_code(program: str, tests: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+             memory_mb: int = DEFAULT_MEMORY_MB, max_output: int = DEFAULT_MAX_OUTPUT,
+             contain: str | None = None) -> SandboxResult:
+    """Run `program` (Python source) in a fresh sandbox and classify the outcome; with `tests` (asserts), run them
+    afterwards against clean builtins and plain data (sandbox_child.py, step 5). Never raises for anything the
+    program does; see the module docstring for the layers. `contain` overrides `isolation()` (for tests).
+
+    >>> run_code("assert 1 + 1 == 2").reason, run_code("def f(): return 3", tests="assert f() == 4").reason
     ('passed', 'assertion')
     """
-    exe, uid, gid = sandbox_identity()
+    check_limits(memory_mb, timeout)
+    contain = contain or isolation()
+    root = os.geteuid() == 0
+    uid = WORKER_UID_BASE + next(_uids) % WORKER_UIDS if root and contain != "none" else None
+    exe = _uid_interpreter() if contain == "uid" else _interpreter()
     start = time.monotonic()
-    box = os.path.realpath(tempfile.mkdtemp(prefix="ilr-sandbox-"))
+    box = _make_box(program, uid, with_root=contain == "namespaces")
     nonce = secrets.token_hex(16)
     nonce_read, nonce_write = os.pipe()
     try:
-        path = os.path.join(box, "program.py")
-        with open(path, "w", encoding="utf-8", errors="replace") as f:
-            f.write(program)
-        if uid is not None:
-            os.chown(box, uid, gid)
         os.write(nonce_write, nonce.encode())
         os.close(nonce_write)
         nonce_write = None
-        env = {"PATH": "/usr/bin:/bin", "HOME": box, "TMPDIR": box, "LANG": "C.UTF-8"}
+        scratch = os.path.join(box, "scratch")
+        env = {"PATH": "/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8"}
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as res:
-            argv = [exe, "-I", "-B", "-c", RUNNER, str(nonce_read), str(res.fileno()),
-                    json.dumps(_limits(timeout, memory_mb, max_output)), box, path]
-            drop = dict(user=uid, group=gid, extra_groups=[]) if uid is not None else {}
-            proc = subprocess.Popen(argv, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            config = {"nonce_fd": nonce_read, "result_fd": res.fileno(), "box": box, "tests": tests,
+                      "limits": _limits(timeout, memory_mb, max_output), "contain": contain,
+                      "uid": uid if contain == "namespaces" else None, "gid": uid, "binds": _binds(exe)}
+            argv = [exe, "-I", "-S", "-B", "-c", _child_source(), json.dumps(config)]
+            if contain == "namespaces":                  # the child drops to `uid` itself, after mounting
+                argv = [shutil.which("unshare") or "unshare", *([] if root else ["--user", "--map-root-user"]),
+                        "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--", *argv]
+            drop = dict(user=uid, group=uid, extra_groups=[]) if contain == "uid" else {}
+            proc = subprocess.Popen(argv, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     pass_fds=(nonce_read, res.fileno()), start_new_session=True, **drop)
             os.close(nonce_read)
             nonce_read = None
             timed_out = _wait(proc, timeout)
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)        # the whole group, stray children included
-            except (ProcessLookupError, PermissionError):
-                pass
+            for kill in (os.killpg, os.kill):               # the whole group, then the child even if it left it
+                try:
+                    kill(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             returncode = proc.wait()
             stdout, stderr = _read(out, max_output), _read(err, max_output)
             output_full = max(os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size) >= max_output
@@ -387,10 +367,14 @@ def _remove(box: str) -> None:
     shutil.rmtree(box, onerror=retry)
 
 
-def run_many(programs: list[str], workers: int | None = None, **kwargs) -> list[SandboxResult]:
-    """`run_code` on each program, `workers` at a time (default: the number of CPU cores); input order kept."""
+def run_many(programs: list[str], workers: int | None = None, tests: list[str] | None = None,
+             **kwargs) -> list[SandboxResult]:
+    """`run_code` on each program (with its `tests`, if given), `workers` at a time (default: the number of CPU
+    cores); input order kept."""
     workers = max(1, workers or os.cpu_count() or 1)
+    tests = tests if tests is not None else [None] * len(programs)
     if workers == 1 or len(programs) <= 1:
-        return [run_code(p, **kwargs) for p in programs]
+        return [run_code(p, t, **kwargs) for p, t in zip(programs, tests)]
+    isolation()                                          # probe once, before the threads start
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: run_code(p, **kwargs), programs))
+        return list(pool.map(lambda pt: run_code(pt[0], pt[1], **kwargs), zip(programs, tests)))

@@ -43,6 +43,19 @@ def test_extract_boxed_without_a_complete_box_gives_none():
     assert extract_boxed(r"\boxedx") is None                     # not the macro
 
 
+@pytest.mark.parametrize("text", [r"\boxed{}", r"\boxed{ }", r"\framebox{5}", r"\fbox{2}", r"\boxed 7.", r"\boxed{4}",
+                                  r"\boxed{\frac{1}{2}", r"\boxedx", "no box", r"\boxed{1} then \boxed{}"])
+def test_the_format_reward_and_the_grader_read_boxes_alike(text):
+    """Issue 14: `\boxed{}` earned the format reward with no answer, `\framebox{5}` was correct but unformatted."""
+    import ilr
+    assert ilr.well_formed(text, {"kind": "math"}) == (extract_answer(text)[1] == "boxed")
+
+
+def test_one_definition_of_the_boxed_answer():
+    import data
+    assert extract_boxed is data.last_boxed
+
+
 def test_fallbacks_in_order_box_then_hashes_then_answer_is():
     assert extract_answer("blah #### 18") == ("18", "hashes")
     assert extract_answer("Thus, the final answer is: 42.") == ("42", "answer_is")
