@@ -1,0 +1,152 @@
+"""The Hugging Face Hub paths, offline, against the fake Hub of tests/fakehub.py (fixture `fake_hub`): every
+benchmark through data.load_benchmark's Hub path gives the records the local converters give for the same rows;
+MATH-500 is left out of the MATH validation set without unique_id; `data.py download` writes the local layout;
+the gpu-small model ids resolve offline with their quirks; and the README's GPU commands run (end to end)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+from fakehub import QWEN, QWEN_SYSTEM, SMOL
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = [*data.LOCAL, "gsm8k:train", "math:train"]  # benchmark, or benchmark:split
+
+
+def load(key, **kwargs):
+    name, _, split = key.partition(":")
+    return data.load_benchmark(name, split=split or "test", **kwargs)
+
+
+def essentials(records):
+    """What a benchmark means to the evaluator and the trainer: question, gold answer, kind (+ the code tests)."""
+    return [(r["question"], r["answer"], r["kind"], r["meta"].get("tests"), r["meta"].get("setup_code"),
+             r["meta"].get("entry_point"), r["meta"].get("answers")) for r in records]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Benchmarks
+# ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", KEYS)
+def test_hub_path_gives_the_records_of_the_local_file(fake_hub, data_dir, key):
+    hub = load(key)  # no data_dir: datasets.load_dataset(id, config, split=...) from the fake Hub's cache
+    local = fake_hub.local_records(key, data_dir)
+    assert len(hub) == len(fake_hub.rows[key]) >= 3
+    assert essentials(hub) == essentials(local)
+
+
+def test_hub_rows_carry_the_hub_field_names(fake_hub):
+    # The premise of the converters' Hub branches: what the fake Hub serves (as the dataset cards list them).
+    minerva = data._hub_rows("minerva_math", "test")[0][1]
+    assert set(minerva) == {"question", "answer"}
+    math = data._hub_rows("math", "test")[0][1]
+    assert set(math) == {"problem", "level", "solution", "type"}  # no unique_id
+    assert data._hub_rows("olympiadbench", "test")[0][0] == "Hothan/OlympiadBench[0]"
+
+
+def test_minerva_hub_row_gold_is_its_answer_field_and_needs_no_solution():
+    convert = data.CONVERTERS["minerva_math"]
+    hub = convert({"question": "Image diameter in cm?", "answer": "1.6"}, "hub[0]", 0)
+    assert (hub["question"], hub["answer"], hub["id"], hub["meta"]["solution"]) == ("Image diameter in cm?", "1.6",
+                                                                                    "0", None)
+    local = convert({"problem": "Q", "solution": r"so $s=\boxed{1.6}$ cm", "idx": 7}, "file:1", 0)
+    assert (local["answer"], local["id"]) == ("1.6", "7")
+    with pytest.raises(data.DataError, match=r"^hub\[3\]: missing field 'answer' or 'solution'$"):
+        convert({"question": "Q"}, "hub[3]", 3)
+
+
+def test_math_hub_rows_have_row_numbers_for_ids_so_math500_is_excluded_by_text(fake_hub):
+    import ilr
+
+    hub_math = data.load_benchmark("math", split="test")
+    assert [r["id"] for r in hub_math] == ["0", "1", "2", "3", "4"]  # MATH-lighteval: no unique_id
+    cfg = ilr.Config(train_data="synthetic", num_train=4, val_data="math", num_val=100, data_dir=None)
+    _, val = ilr.load_training_data(cfg)
+    math500 = {r["meta"]["solution"] for r in data.load_benchmark("math500")}
+    expected = [r["problem"] for r in fake_hub.rows["math"][:3]]  # the two MATH-500 problems are the last rows
+    assert [r["question"] for r in val] == expected
+    assert not math500 & {r["meta"]["solution"] for r in val}
+
+
+def test_math_validation_exclusion_also_matches_text_up_to_whitespace(tmp_path, monkeypatch):
+    import ilr
+
+    math500 = [{"problem": "What is  $1+1$?\n", "solution": r"\boxed{2}", "answer": "2", "unique_id": "u1"}]
+    math = [{"problem": "What is $1+1$?", "solution": r"\boxed{2}", "level": "Level 1", "type": "Algebra"},
+            {"problem": "What is $2+2$?", "solution": r"\boxed{4}", "level": "Level 1", "type": "Algebra"}]
+    for relative, rows in (("math500/test.jsonl", math500), ("math/test.jsonl", math)):
+        (tmp_path / relative).parent.mkdir(parents=True)
+        (tmp_path / relative).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = ilr.Config(train_data="synthetic", num_train=2, val_data="math", num_val=10, data_dir=str(tmp_path))
+    assert [r["question"] for r in ilr.load_training_data(cfg)[1]] == ["What is $2+2$?"]
+
+
+def test_download_writes_the_local_layout_and_reads_back_the_hub_records(fake_hub, tmp_path, capsys):
+    assert data.main(["download", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    expected = sorted({relative.format(split=s) for relative in data.LOCAL.values() for s in ("test", "train")})
+    assert written == expected  # data.LOCAL's layout, nothing else (no .part- files left)
+    assert len(printed) == len(expected) and all(line.startswith("[data] ") for line in printed)
+    for key in KEYS:
+        assert load(key, data_dir=tmp_path) == load(key), key
+    assert isinstance(json.loads((tmp_path / "mbpp/sanitized-mbpp.json").read_text()), list)  # a JSON list
+
+
+def test_download_command_line_runs_as_a_script(fake_hub, tmp_path):
+    out = subprocess.run([sys.executable, "data.py", "download", "--out", str(tmp_path), "--benchmarks",
+                          "minerva_math"], cwd=ROOT, env=fake_hub.env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"[data] {tmp_path / 'minerva_math/test.jsonl'}: 3 rows"
+    assert data.load_benchmark("minerva_math", data_dir=tmp_path) == data.load_benchmark("minerva_math")
+
+
+def test_download_refuses_an_unknown_benchmark_in_one_line(tmp_path, capsys):
+    assert data.main(["download", "--out", str(tmp_path), "--benchmarks", "gsm8k,gsm9k"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'gsm9k'" in err and "choose from gsm8k, math" in err
+    assert not any(tmp_path.iterdir())  # checked before anything is fetched or written
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------
+
+def test_gpu_small_model_ids_resolve_offline_with_qwen_quirks(fake_hub):
+    from huggingface_hub import scan_cache_dir
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    cached = {(r.repo_id, r.repo_type) for r in scan_cache_dir(fake_hub.home / "hub").repos}
+    assert {(QWEN, "model"), (SMOL, "model"), ("openai/gsm8k", "dataset")} <= cached  # huggingface_hub's layout
+
+    model = AutoModelForCausalLM.from_pretrained(QWEN, dtype="auto")
+    assert model.config.model_type == "qwen2" and model.model.layers[0].self_attn.q_proj.bias is not None
+    assert next(model.parameters()).dtype == torch.bfloat16  # the checkpoint is bf16
+    tokenizer = AutoTokenizer.from_pretrained(QWEN)
+    assert tokenizer.pad_token is None and tokenizer.eos_token == "<|im_end|>"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "2+3?"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text == (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n<|im_start|>user\n2+3?<|im_end|>\n"
+                    "<|im_start|>assistant\n")
+    generation = GenerationConfig.from_pretrained(QWEN)
+    eos = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    assert generation.eos_token_id == eos and generation.do_sample
+    assert (generation.repetition_penalty, generation.top_k, generation.top_p, generation.temperature) == \
+        (1.05, 20, 0.8, 0.7)
+
+    smol = AutoModelForCausalLM.from_pretrained(SMOL, dtype="auto")
+    assert smol.config.model_type == "llama" and next(smol.parameters()).dtype == torch.bfloat16
+    assert AutoTokenizer.from_pretrained(SMOL).pad_token == "<|im_end|>"
+
+
+def test_unknown_hub_id_fails_offline(fake_hub):
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(OSError):
+        AutoModelForCausalLM.from_pretrained("Qwen/Qwen2.5-1.5B-Instruct")  # not in the fake cache: no network
