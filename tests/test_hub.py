@@ -150,3 +150,67 @@ def test_unknown_hub_id_fails_offline(fake_hub):
 
     with pytest.raises(OSError):
         AutoModelForCausalLM.from_pretrained("Qwen/Qwen2.5-1.5B-Instruct")  # not in the fake cache: no network
+
+
+# ----------------------------------------------------------------------------------------------------------
+# End to end: the README's GPU commands, verbatim except for size flags, offline against the fake Hub
+# ----------------------------------------------------------------------------------------------------------
+
+SHRINK = ["--max_steps", "1", "--num_train", "4", "--num_val", "2", "--questions_per_step", "1",
+          "--num_generations", "2", "--max_completion_length", "6", "--peer_token_budget", "8",
+          "--micro_batch_size", "4", "--batch_size", "8", "--eval_limit", "1", "--eval_max_new_tokens", "4",
+          "--rank_splits", "1"]
+NEEDS_GPU_BRANCH = pytest.mark.xfail(reason="needs llm.load_model Hub-id fix from branch gpu", strict=False)
+
+
+def ilr_gpu_small(tmp_path, *extra):
+    import ilr
+
+    run = tmp_path / "gpu-small"
+    result = ilr.main(["--preset", "gpu-small", *extra, *SHRINK, "--output_dir", str(run)])
+    return run, result
+
+
+def check_gpu_small_run(run, result, training_questions):
+    config = json.loads((run / "config.json").read_text())
+    assert config["models"] == f"{QWEN},{SMOL}" and config["train_data"] == config["val_data"] == "math"
+    assert len(json.loads((run / "irt.json").read_text())["difficulty"]) == training_questions
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert json.loads((run / "final/agent0/config.json").read_text())["model_type"] == "qwen2"
+    assert json.loads((run / "final/agent1/config.json").read_text())["model_type"] == "llama"
+    benchmarks = ["gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "aime25", "mbpp"]
+    expected = {f"agent{i}/{b}" for i in (0, 1) for b in benchmarks}
+    assert set(result["base"]) == set(result["trained"]) == expected
+    for i in (0, 1):  # one question per benchmark (--eval_limit 1), read from the source the run was given
+        lines = (run / "eval" / f"step1-agent{i}-minerva_math.jsonl").read_text().splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["id"] == "0"
+
+
+@pytest.mark.slow  # ~30 s on 2 CPU cores: the local MATH files and two full evaluations
+@NEEDS_GPU_BRANCH
+def test_readme_gpu_small_with_data_dir(fake_hub, data_dir, tmp_path):
+    # .venv/bin/python ilr.py --preset gpu-small --data_dir ../shared/data   (models from the fake Hub)
+    run, result = ilr_gpu_small(tmp_path, "--data_dir", str(data_dir))
+    check_gpu_small_run(run, result, training_questions=4)  # --num_train 4 of the local MATH train file
+
+
+@NEEDS_GPU_BRANCH
+def test_readme_gpu_small_from_the_hub(fake_hub, tmp_path):
+    # .venv/bin/python ilr.py --preset gpu-small   (models and benchmarks from the fake Hub)
+    run, result = ilr_gpu_small(tmp_path)
+    check_gpu_small_run(run, result, training_questions=3)  # the fake Hub's MATH train split has 3 rows
+
+
+@NEEDS_GPU_BRANCH
+def test_readme_evaluate_qwen_on_the_paper_benchmarks_from_the_hub(fake_hub, tmp_path):
+    import evaluate
+
+    # .venv/bin/python evaluate.py --model Qwen/Qwen2.5-0.5B-Instruct --benchmarks paper
+    result = evaluate.main(["--model", QWEN, "--benchmarks", "paper", "--limit", "1", "--max-new-tokens", "4",
+                            "--out", str(tmp_path / "eval"), "--quiet"])
+    assert set(result["benchmarks"]) >= {"gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "aime25",
+                                         "mbpp"}
+    items = {name: s["items"] for name, s in result["benchmarks"].items() if name != "aime"}
+    assert set(items.values()) == {1}
+    first = json.loads((tmp_path / "eval" / "minerva_math.jsonl").read_text().splitlines()[0])
+    assert fake_hub.rows["minerva_math"][0]["problem"] in first["prompt"]  # the question came from the Hub
