@@ -15,10 +15,11 @@ Every loader returns plain dicts of one shape:
 - code (MBPP): `question` is the problem text, `answer` the reference code; `meta` holds `tests` (assert lines),
   `setup_code`, `challenge_tests`, `entry_point` (the function the tests call) and `task_id`.
 
-Sources. By default each benchmark comes from the Hugging Face Hub (`HUB` below names the dataset of each;
-needs `pip install datasets` and a network). With `data_dir=` (a folder laid out like ../shared/data) or
-`data_file=` (one JSONL / JSON file in the benchmark's own format) nothing leaves the machine: that is how the
-tests and CI run.
+Sources. By default each benchmark comes from the Hugging Face Hub (`HUB` below names the dataset of each and
+the fields it serves; `datasets` is in requirements.txt; a network the first time, its cache offline after). With
+`data_dir=` (a folder laid out like ../shared/data) or `data_file=` (one JSONL / JSON file in the benchmark's own
+format) nothing leaves the machine: that is how the tests and CI run. `python data.py download --out DIR` writes
+that layout from the Hub once (tests/fakehub.py is the Hub the tests use).
 
     import data
     gsm8k = data.load_benchmark("gsm8k", data_dir="../shared/data")          # 1319 records
@@ -27,7 +28,8 @@ tests and CI run.
 Gold answers, per benchmark (see ../shared/data/SOURCES.md for the quirks):
 1. GSM8K: the text after `####` in the solution, commas removed ("1,000" → "1000").
 2. MATH, MATH-500, Minerva: the last `\\boxed{...}` of the solution, nested braces kept (MATH-500 also has an
-   `answer` field; we take it as given — it equals the last box).
+   `answer` field; we take it as given — it equals the last box). Minerva on the Hub has no solution, only its
+   `answer` (the boxed answer), taken as given too.
 3. AIME: the answer as given ("025" stays "025"; the grader compares numbers, so 025 = 25).
 4. AMC23: a float in the file (27.0); we keep "27.0" and the grader compares numbers.
 5. OlympiadBench: `final_answer` is a list of one string, which may hold several answers ('$69$,$84$');
