@@ -1,4 +1,5 @@
-"""Shared fixtures: the benchmark folder beside the repository and a tiny random model (session-wide)."""
+"""Shared fixtures: the benchmark folder beside the repository, a tiny random model, and a fake Hugging Face Hub
+(tests/fakehub.py: the gpu-small model ids and every benchmark, offline), all session-wide."""
 import os
 from pathlib import Path
 
