@@ -6,7 +6,7 @@ dots, `datasets.load_dataset(id, config, split=...)`) run offline, as they would
 Models, under their real ids (the `gpu-small` pair of ilr.PRESETS), tiny and random but with the quirks of the
 real ones (from their Hub config / tokenizer_config / generation_config files):
 - "Qwen/Qwen2.5-0.5B-Instruct": Qwen2 architecture (q/k/v biases), checkpoint saved in bf16, a tokenizer WITHOUT
-  a pad token, a chat template that adds Qwen's default system prompt when the chat has none, eos
+  a pad token (the harder case: llm must choose one; the real tokenizer_config names <|endoftext|>), a chat template that adds Qwen's default system prompt when the chat has none, eos
   [<|im_end|>, <|endoftext|>] and Qwen's own sampling settings (do_sample, temperature 0.7, top_p 0.8, top_k 20,
   repetition_penalty 1.05) in generation_config.json.
 - "HuggingFaceTB/SmolLM2-360M-Instruct": Llama architecture, bf16, SmolLM2's tokenizer and template as they are.
@@ -20,8 +20,8 @@ Layout (as huggingface_hub writes it; files are plain files, not blob symlinks):
     HF_HOME/datasets/openai___gsm8k/main/0.0.0/<rev>/...                     → the prepared Arrow cache
 Offline, `datasets.load_dataset` reads only the prepared Arrow cache (its offline path, `CachedDatasetModuleFactory`
 in datasets 5.2), which an online first load writes from the snapshot files. `prepare_dataset` writes it the same
-way: the snapshot read as the Hub module would read it (README configs, data files), with the Hub's builder
-arguments (repo_id, dataset name, revision as the cache hash).
+way: the snapshot read as the Hub module would read it (README configs, data files), the revision as the cache
+hash, the dataset's name, and the result moved under <owner>___<name>/ (where the Hub module's repo_id puts it).
 
 Benchmarks: a few rows of each local file (../shared/data, never copied into the repository), renamed to the
 fields of its Hub dataset card (see data.HUB's comment); `FakeHub.rows[name]` keeps the local rows used, in order,
