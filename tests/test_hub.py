@@ -49,6 +49,15 @@ def test_hub_rows_carry_the_hub_field_names(fake_hub):
     assert data._hub_rows("olympiadbench", "test")[0][0] == "Hothan/OlympiadBench[0]"
 
 
+def test_a_benchmark_missing_from_the_offline_cache_fails_in_one_line(fake_hub, monkeypatch):
+    monkeypatch.setitem(data.HUB, "aime25", ("math-ai/aime26", None, "test"))  # not in the fake Hub's cache
+    with pytest.raises(data.DataError) as error:
+        data.load_benchmark("aime25")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("cannot load 'aime25' from the Hub (math-ai/aime26)")
+    assert "--data-dir DIR" in message and "python data.py download --out DIR" in message
+
+
 def test_minerva_hub_row_gold_is_its_answer_field_and_needs_no_solution():
     convert = data.CONVERTERS["minerva_math"]
     hub = convert({"question": "Image diameter in cm?", "answer": "1.6"}, "hub[0]", 0)
