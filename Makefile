@@ -5,7 +5,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 DATA    ?= ../shared/data
 
-.PHONY: install demo test test-slow clean-venv
+.PHONY: install demo test test-slow gpu-check clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 # Slow tests: the real SmolLM2-135M model.
 test-slow: install
 	$(PYTHON) -m pytest -m slow
+
+# On a CUDA GPU, first: 2 ILR steps with --bf16, step time, peak GPU memory, weights moved (bench/gpu_check.py).
+gpu-check: install
+	bench/gpu_check.sh
 
 clean-venv:
 	rm -rf $(VENV)

@@ -787,6 +787,15 @@ class EvalConfig:
                                                         "type": int})
     threads: int = field(default=2, metadata={"help": "torch.set_num_threads"})
     quiet: bool = field(default=False, metadata={"help": "no tqdm progress bar"})
+    # The fields of llm.DeviceConfig, repeated (not inherited) so that this module imports no torch for the grader;
+    # tests/test_llm.py checks that they stay the same.
+    device: str = field(default="auto", metadata={"help": "'auto' (CUDA, then Apple MPS, then CPU; prints its "
+                                                          "choice), 'cuda', 'mps' or 'cpu'"})
+    bf16: bool = field(default=None, metadata={"help": "bf16 mixed precision: fp32 weights and optimizer states, "
+                       "forward passes under bf16 autocast; default: on for a CUDA GPU with bf16, off elsewhere "
+                       "(--no-bf16 turns it off)"})
+    fp16: bool = field(default=None, metadata={"help": "fp16 mixed precision with a gradient scaler; default: on "
+                       "for a CUDA GPU without bf16 (T4, RTX 20xx), off elsewhere"})
 
 
 def parse_config(argv: Sequence[str] | None) -> EvalConfig:
@@ -829,6 +838,8 @@ def run_mode(cfg: EvalConfig) -> dict | None:
         argv += ["--limit", str(cfg.limit)] if cfg.limit else []
         argv += ["--out", str(Path(cfg.out) / f"{name}-{cfg.mode}.json")] if cfg.out else []
         argv += [] if cfg.quiet else ["--progress"]
+        argv += ["--device", cfg.device] + [f"--{'' if on else 'no-'}{flag}" for flag, on in
+                                            (("bf16", cfg.bf16), ("fp16", cfg.fp16)) if on is not None]
         results[name] = idea3.compare(argv)
     return results
 
@@ -850,7 +861,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         import llm
 
         torch.set_num_threads(cfg.threads)
-        model, tokenizer = llm.tiny_model() if cfg.model == "tiny" else llm.load_model(cfg.model)
+        model, tokenizer = llm.load_for_cli(cfg.model, cfg.device, cfg.bf16, cfg.fp16)
     sandbox_kwargs = dict(timeout=cfg.timeout, memory_mb=cfg.memory_mb)
     summaries = {}
     for name in names:

@@ -261,7 +261,7 @@ def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor |
 def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model=None, *, beta: float = 0.0,
               epsilon: float = 0.2, epsilon_high: float | None = None, loss_type: str = "grpo",
               micro_batch_size: int = 8, max_grad_norm: float | None = 1.0, temperature: float = 1.0,
-              old_per_token_logps: torch.Tensor | None = None) -> dict:
+              old_per_token_logps: torch.Tensor | None = None, scaler=None) -> dict:
     """One GRPO update of `model` on one generation batch: skip zero-advantage rows, micro-batch, clip, step.
 
     batch: pack_batch(...) of N rows; advantages: [N]; old_per_token_logps: [N, T] or None (num_iterations=1).
@@ -270,7 +270,9 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     Settings (TRL names): beta (KL coefficient; 0.0 = no ref_model needed), epsilon / epsilon_high (clip range,
     epsilon_high=None = symmetric), loss_type ("grpo" | "dapo"), micro_batch_size (rows per forward/backward,
     bounds memory, like TRL's per_device_train_batch_size), max_grad_norm (None or 0 = no clipping), temperature
-    (the sampling temperature, so log-probs are those of the distribution that was sampled).
+    (the sampling temperature, so log-probs are those of the distribution that was sampled), scaler (a
+    torch.amp.GradScaler for fp16 mixed precision: the loss is scaled before backward and the gradients unscaled
+    before clipping, so grad_norm and the clip are in true units; None otherwise).
     Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping),
     num_skipped / frac_skipped (rows with advantage exactly 0), num_tokens (trained completion tokens).
     """
@@ -302,7 +304,7 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
         loss, mb_stats = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,
                                    epsilon, epsilon if epsilon_high is None else epsilon_high, loss_type,
                                    normalizer=normalizer)
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         stats["loss"] += loss.item()
         for key in ("kl", "clip_ratio"):                                           # token-weighted sums
             stats[key] += mb_stats[key] * mb_stats["num_tokens"]
@@ -313,8 +315,14 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     grad_norm = 0.0
     if len(kept) > 0:
         params = [p for p in model.parameters() if p.grad is not None]
+        if scaler:
+            scaler.unscale_(optimizer)                                             # true gradients before the clip
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))  # None/0: no clip
-        optimizer.step()
+        if scaler:
+            scaler.step(optimizer)                                                 # skipped if a gradient is inf/nan
+            scaler.update()
+        else:
+            optimizer.step()
     return stats | {"grad_norm": grad_norm, "num_skipped": N - len(kept), "frac_skipped": (N - len(kept)) / max(N, 1)}
 
 

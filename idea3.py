@@ -565,7 +565,7 @@ def format_transcript(t: dict, max_chars: int | None = None) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 @dataclass
-class RunConfig:
+class RunConfig(llm.DeviceConfig):  # --device, --bf16, --fp16
     models: str = field(default="smollm2-135m,smollm2-135m", metadata={
         "help": "M comma-separated llm.load_model names ('tiny' = llm.tiny_model(), tests); a repeated name "
                 "is loaded once and shared"})
@@ -604,13 +604,14 @@ def parse_config(cls, argv: Sequence[str], description: str):
     return llm.parse_config(cls, argv, description, prog=f"idea3.py {cls.__name__[:-6].lower()}")
 
 
-def load_agents(spec: str) -> list[tuple]:
+def load_agents(spec: str, device: str = "auto", bf16: bool | None = None,
+                fp16: bool | None = None) -> list[tuple]:
     """'a,b,a' -> M (model, tokenizer) pairs; a repeated name reuses the loaded object (one copy of weights)."""
     loaded: dict = {}
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         if name not in loaded:
-            loaded[name] = llm.tiny_model() if name == "tiny" else llm.load_model(name)
+            loaded[name] = llm.load_for_cli(name, device, bf16, fp16)
     return [loaded[name] for name in names]
 
 
@@ -623,7 +624,7 @@ def setup(cfg: RunConfig, limit: int | None):
         records = data.load_benchmark(cfg.benchmark, data_dir=cfg.data_dir, limit=limit)
     except data.DataError as e:
         raise SystemExit(f"error: {e}")
-    agents = load_agents(cfg.models)
+    agents = load_agents(cfg.models, cfg.device, cfg.bf16, cfg.fp16)
     if len(agents) < 2:
         raise SystemExit("error: --models needs at least 2 names (M >= 2)")
     return records, agents

@@ -32,6 +32,9 @@ Where this file departs from, or fills in, the paper (each is a setting of `Conf
    reproduces a straight run exactly; checkpoints also keep the RNG states.
 5. `--method grpo` is the paper's single-agent baseline: each agent trains alone on the same questions with the
    test-time prompt, no interaction, no calibration.
+6. OURS, as TRL / HF Trainer: `--bf16` mixed precision (fp32 weights and AdamW states, bf16 autocast forward
+   passes), the default on a CUDA GPU with bf16; `--fp16` (with a gradient scaler) on a GPU without it; fp32 on the
+   CPU (llm.py, header choice 4). The agents generate in eval() and switch to train() only for their update.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ import llm
 # ----------------------------------------------------------------------------------------------------------
 
 @dataclass
-class Config:
+class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every command line; llm.DeviceConfig)
     # --- method and ablations (Figure 3, Table 3)
     method: str = field(default="ilr", metadata={"help": "'ilr' (Dynamic Interaction + Idea3 + Perception "
                                                          "Calibration) or 'grpo' (each agent alone: the baseline)"})
@@ -111,6 +114,9 @@ class Config:
     max_completion_length: int = field(default=128, metadata={"help": "new tokens per answer / analysis"})
     peer_token_budget: int = field(default=128, metadata={"help": "peer text kept in Idea3 prompts (tokens)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for activation memory"})
+    torch_dtype: str = field(default="float32", metadata={"help": "dtype of the loaded weights: 'float32' (the "
+                             "master weights of mixed precision) or 'bfloat16' (pure bf16 weights and AdamW states: "
+                             "half the memory, but most updates at lr 1e-6 round away; prints a warning)"})
     # --- evaluation (each agent alone, after training)
     eval_benchmarks: str = field(default="synthetic", metadata={"help": "comma-separated benchmarks"})
     eval_limit: int = field(default=50, metadata={"help": "questions per benchmark (0 = all)"})
@@ -174,8 +180,18 @@ def check_config(cfg: Config) -> None:
     if len(given) > 1 and len(given) != cfg.num_agents:
         fail(f"--models names {len(given)} models but --num_agents is {cfg.num_agents} (give one, or one per agent)")
     for name in set(names):
-        if name not in ("tiny", llm.EMBEDDED) and not Path(name).expanduser().is_dir() and name.count("/") != 1:
-            fail(f"unknown model {name!r}: not the embedded {llm.EMBEDDED!r}, 'tiny', a directory or a Hub id")
+        try:
+            if name != "tiny":
+                llm.model_source(name)                         # the names llm.load_model accepts: the same test
+        except llm.ModelError:
+            fail(f"unknown model {name!r}: not the embedded {llm.EMBEDDED!r}, 'tiny', a directory or a Hub id "
+                 f"(owner/name)")
+    if cfg.torch_dtype not in llm.TORCH_DTYPES:
+        fail(f"--torch_dtype must be one of {', '.join(llm.TORCH_DTYPES)}, got {cfg.torch_dtype!r}")
+    try:
+        llm.pick_precision(llm.pick_device(cfg.device), cfg.bf16, cfg.fp16)   # e.g. --bf16 on a T4: refused here
+    except llm.ModelError as e:
+        fail(str(e))
     stages = cfg.train_stages.split(",")
     if not set(stages) <= {"sharing", "fusion"} or not stages:
         fail(f"--train_stages must be 'fusion', 'sharing' or 'sharing,fusion', got {cfg.train_stages!r}")
@@ -206,27 +222,40 @@ class Agent:
     tokenizer: object
     optimizer: torch.optim.Optimizer
     ref_model: object | None = None
+    scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so small gradients do not underflow
 
 
 def load_agent_model(name: str, seed: int):
-    return llm.tiny_model(seed=seed) if name == "tiny" else llm.load_model(name)
+    """(model, tokenizer) in fp32 on the CPU; make_agents places it (device, precision). Tests swap this function."""
+    return llm.tiny_model(seed=seed) if name == "tiny" else llm.load_model(name, device="cpu", precision="fp32")
 
 
 def make_agents(cfg: Config) -> list[Agent]:
+    device = llm.pick_device(cfg.device)
+    precision = llm.pick_precision(device, cfg.bf16, cfg.fp16)
+    print(f"[ilr] {llm.describe_runtime(device, precision)} (--device {cfg.device})", flush=True)
+    if cfg.torch_dtype != "float32":
+        print(f"[ilr] warning: --torch_dtype {cfg.torch_dtype} keeps the weights and AdamW's states in "
+              f"{cfg.torch_dtype}: an update much smaller than a weight rounds to nothing (at lr 1e-6 most do); "
+              f"mixed precision (--bf16) keeps fp32 weights", flush=True)
     agents = []
     for i, name in enumerate(model_names(cfg)):
-        model, tokenizer = load_agent_model(name, cfg.seed)  # OURS (choice 3): each agent its own copy
+        # OURS (choice 3): each agent its own copy
+        model, tokenizer = load_agent_model(name, cfg.seed)
+        llm.place(model, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
         ref = None
         if cfg.beta > 0:
             ref, _ = load_agent_model(name, cfg.seed)
+            llm.place(ref, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
             ref.requires_grad_(False)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        model.train()
+        model.eval()  # generation happens in eval() (KV cache on); train_step switches to train() for the update
         # fused: one kernel for all parameters (same algorithm; 0.72 s -> 0.19 s per step for 135M on this CPU,
         # bench/README.md); it needs every parameter on one device type with a floating dtype, which ours are.
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0, fused=True)
-        agents.append(Agent(f"agent{i}:{name}", model, tokenizer, optimizer, ref))
+        scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        agents.append(Agent(f"agent{i}:{name}", model, tokenizer, optimizer, ref, scaler))
     return agents
 
 
@@ -345,12 +374,13 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
         prompt_ids = [p for g in rows for p in groups[g].prompt_ids]                     # [len(rows)*G]
         completion_ids = [c for g in rows for c in groups[g].completion_ids]
         batch_i = grpo.pack_batch(prompt_ids, completion_ids, agent.tokenizer.pad_token_id)
-        agent.model.train()
+        agent.model.train()                                  # train() only inside the update (dropout, if any)
         updates.append(grpo.grpo_step(
             agent.model, agent.optimizer, batch_i, advantages[rows].flatten(), agent.ref_model, beta=cfg.beta,
             epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
             micro_batch_size=cfg.micro_batch_size, max_grad_norm=cfg.max_grad_norm or None,
-            temperature=cfg.temperature))
+            temperature=cfg.temperature, scaler=agent.scaler))
+        agent.model.eval()                                   # back to eval(): the next generation needs its cache
     train_seconds = time.time() - t_train
 
     # 6) Log: TRL's names, ILR's under ilr/.

@@ -473,7 +473,7 @@ def estimate_ability(model, tokenizer, records: Sequence[dict], **kwargs) -> flo
 # ----------------------------------------------------------------------------------------------------------
 
 @dataclass
-class ValidateConfig:
+class ValidateConfig(llm.DeviceConfig):  # --device, --bf16, --fp16
     model: str = field(default="smollm2-135m", metadata={"help": "llm.load_model name; 'tiny' = llm.tiny_model()"})
     benchmark: str = field(default="math", metadata={"help": "data.load_benchmark name with meta['level'] "
                                                              "(math, math500) or 'synthetic' (level = steps)"})
@@ -522,7 +522,7 @@ def load_questions(cfg: ValidateConfig) -> tuple[list[dict], list[dict]]:
 def validate(cfg: ValidateConfig) -> dict:
     """Rank a benchmark sample, correlate D_q with the known level (and failure rate), measure gamma, split modes."""
     torch.set_num_threads(cfg.threads)
-    model, tokenizer = llm.tiny_model() if cfg.model == "tiny" else llm.load_model(cfg.model)
+    model, tokenizer = llm.load_for_cli(cfg.model, cfg.device, cfg.bf16, cfg.fp16)
     ranked, held_out = load_questions(cfg)
     questions = [r["question"] for r in ranked]
     difficulty, stats = estimate_difficulty(

@@ -8,7 +8,7 @@ GRPO update (grpo.py) scores exactly those tokens and never re-tokenises text.
 
     import llm
     model, tokenizer = llm.load_model()                      # embedded SmolLM2-135M-Instruct, offline
-    model, tokenizer = llm.load_model("Qwen/Qwen2.5-0.5B-Instruct")   # a Hub id (needs the Hub)
+    model, tokenizer = llm.load_model("Qwen/Qwen2.5-0.5B-Instruct")   # a Hub id (the Hub, or its local cache)
     model, tokenizer = llm.tiny_model()                      # random 2-layer Llama, real tokenizer: for tests
     out = llm.generate(model, tokenizer, ["What is 2 + 3?"], n=4, temperature=1.0, max_new_tokens=64)
     out.texts[0][0], out.prompt_ids[0], out.completion_ids[0][0]
@@ -25,17 +25,31 @@ Choices (ours, not the paper's):
 1. `temperature=0.0` means greedy decoding (the evaluation protocol: pass@1, one greedy sample).
 2. `batch_size` counts sequences (prompts × n) per forward pass; prompts are sorted by length so each batch
    pads little, and results come back in input order.
-3. Device: CUDA when available, else CPU; dtype bf16 on a GPU that supports it, else fp32.
+3. Device (`pick_device`): "auto" takes CUDA, then Apple silicon's MPS, then the CPU.
+4. Precision, with TRL / HF Trainer's names (`pick_precision`): weights are loaded in fp32 and stay fp32 (the
+   "master weights"; AdamW's moments follow the parameters' dtype, so they are fp32 too); `bf16` mixed precision
+   runs every forward pass (policy, reference, generation) under `torch.autocast(dtype=bfloat16)` — the default
+   on a CUDA GPU with bf16; `fp16` does the same in fp16 with a gradient scaler (ilr.py) — the default on a CUDA
+   GPU without bf16 (T4, RTX 20xx); fp32 on the CPU and on MPS. Why not simply bf16 weights: bf16 keeps 8
+   significant bits, so a weight of 0.02 moves in steps of 1.2e-4 and an AdamW update of lr = 1e-6 rounds to
+   nothing (tests/test_precision.py shows it). `torch_dtype="bfloat16"` (pure bf16 weights) exists, with a
+   warning. Loading with `from_pretrained(dtype=...)` and never `.to(dtype)` keeps RoPE's `inv_freq` in fp32.
+5. Sampling is exactly what GRPO scores: every `generate` call runs with a complete generation config of our own
+   (`generation_config`), so the model's shipped one (Qwen's repetition_penalty, top_k, min_p, ...) never applies:
+   greedy = argmax, sampling = softmax(logits / T) (top_p if < 1). Generation runs in eval() (KV cache on).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,14 +74,103 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ILR_CACHE", Path.home() / ".cache" / "ilr")).expanduser()
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# ----------------------------------------------------------------------------------------------------------
+# Device and precision (header, choices 3 and 4): settings shared by every entry point (ilr, evaluate, irt, idea3)
+# ----------------------------------------------------------------------------------------------------------
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # TRL's `torch_dtype` values we accept
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32  # CPU: fp32 (bf16 matmuls are slow on most CPUs and lose precision in log-probs)
+@dataclass
+class DeviceConfig:
+    """The device and precision settings of every command line (each entry point's config inherits them).
+    bf16 / fp16 are annotated `bool` with default None ("not set": the device's default, as TRL's bf16=None) so
+    that both parsers (ilr.parse_args, parse_config below) make them --flag / --no-flag switches."""
+    device: str = dataclasses.field(default="auto", metadata={"help": "'auto' (CUDA, then Apple MPS, then CPU; "
+                                    "prints its choice), 'cuda', 'mps' or 'cpu'"})
+    bf16: bool = dataclasses.field(default=None, metadata={"help": "bf16 mixed precision: fp32 weights and "
+                                   "optimizer states, forward passes under bf16 autocast; default: on for a CUDA GPU "
+                                   "with bf16, off elsewhere (--no-bf16 turns it off)"})
+    fp16: bool = dataclasses.field(default=None, metadata={"help": "fp16 mixed precision with a gradient scaler; "
+                                   "default: on for a CUDA GPU without bf16 (T4, RTX 20xx), off elsewhere"})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The torch device for `--device name`: auto = CUDA, then MPS, then CPU. Raises ModelError (one line) when
+    the device asked for is not there."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name not in DEVICES:
+        raise ModelError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "cuda" and not cuda:
+        raise ModelError("--device cuda: PyTorch sees no CUDA GPU (torch.cuda.is_available() is False; a CPU-only "
+                         "torch build, or no driver); use --device auto or --device cpu")
+    if name == "mps" and not mps:
+        raise ModelError("--device mps: Apple's MPS backend is not available here; use --device auto or cpu")
+    return torch.device(name)
+
+
+def pick_precision(device: torch.device, bf16: bool | None = None, fp16: bool | None = None) -> str:
+    """"bf16", "fp16" or "fp32": the autocast dtype of the forward passes (the weights stay fp32 in all three).
+
+    Unset (None) flags take the default of the device: bf16 on a CUDA GPU with bf16 support, else fp16 on a CUDA
+    GPU, else fp32 (CPU: bf16 matmuls are slow on most CPUs; MPS: fp32 until measured otherwise). Both can be set
+    on a CPU too (autocast works there: that is how the tests check mixed precision).
+
+    >>> pick_precision(torch.device("cpu")), pick_precision(torch.device("cpu"), bf16=True)
+    ('fp32', 'bf16')
+    """
+    if bf16 and fp16:
+        raise ModelError("--bf16 and --fp16 exclude each other: choose one")
+    cuda = torch.device(device).type == "cuda"
+    if bf16 and cuda and not torch.cuda.is_bf16_supported():
+        raise ModelError(f"--bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bf16 support; use "
+                         f"--fp16 (its default), or --no-bf16 for fp32")
+    if bf16 or fp16:
+        return "bf16" if bf16 else "fp16"
+    if bf16 is None and fp16 is None and cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def describe_runtime(device: torch.device, precision: str) -> str:
+    """One line for the console: which device was taken and what the precision means."""
+    where = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
+    how = {"bf16": "bf16 mixed precision (fp32 weights and optimizer states, bf16 autocast)",
+           "fp16": "fp16 mixed precision (fp32 weights, fp16 autocast, gradient scaler)",
+           "fp32": "fp32"}[precision]
+    return f"device {where} | {how}"
+
+
+def autocast(device: torch.device, precision: str):
+    """The context of a forward pass: torch.autocast in bf16/fp16, nothing in fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type,
+                          dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _autocast_forward(self, *args, **kwargs):
+    with autocast(self.device, self.precision_ilr):
+        return type(self).forward(self, *args, **kwargs)
+
+
+def set_precision(model, precision: str):
+    """Run every forward pass of `model` under `autocast(model.device, precision)`: policy, reference, and each
+    step of generation (model.generate calls model.forward). The backward pass then runs outside autocast, as
+    PyTorch recommends, with the dtypes autocast chose. (This is how accelerate applies mixed precision: it wraps
+    `model.forward`.) Calling it again replaces the setting; "fp32" removes the wrapper. The wrapper is a method
+    bound to the model, so a copy.deepcopy of the model runs its own forward, not the original's."""
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"precision must be bf16, fp16 or fp32, got {precision!r}")
+    model.precision_ilr = precision
+    if precision == "fp32":
+        model.__dict__.pop("forward", None)
+    else:
+        model.forward = types.MethodType(_autocast_forward, model)
+    return model
 
 
 def _embedded_gguf() -> Path:
@@ -114,9 +217,20 @@ def _quiet_transformers():
     logging.set_verbosity_error()
 
 
-def _finish(model, tokenizer, device=None, dtype=None):
-    device = torch.device(device) if device else default_device()
-    model = model.to(device=device, dtype=dtype or default_dtype(device))
+def place(model, device, precision: str | None = None, torch_dtype=torch.float32):
+    """Move `model` to `device`, its parameters to `torch_dtype` (buffers untouched: `model.to(bfloat16)` would also
+    cast RoPE's fp32 `inv_freq`), and set its autocast precision (None = the device's default)."""
+    device = pick_device(device) if isinstance(device, str) else torch.device(device)
+    model.to(device=device)
+    for param in model.parameters():  # pure half-precision weights only when asked (header, choice 4)
+        if param.dtype != torch_dtype:
+            param.data = param.data.to(torch_dtype)
+    return set_precision(model, precision or pick_precision(device))
+
+
+def _finish(model, tokenizer, device, precision):
+    """Place the model (no dtype change), eval mode (generation needs it: header choice 5), left padding, pad."""
+    model = place(model, device or "auto", precision, next(model.parameters()).dtype)
     model.eval()
     tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left
     if tokenizer.pad_token is None:
@@ -125,33 +239,77 @@ def _finish(model, tokenizer, device=None, dtype=None):
     return model, tokenizer
 
 
-def load_model(name: str | None = None, device=None, dtype=None):
-    """(model, tokenizer) for `name`: None or "smollm2-135m" (embedded), a local directory, or a Hub id."""
+HUB_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # owner/name as the Hub spells them: letters, digits, - _ . (dots too)
+
+
+def model_source(name: str | None) -> str:
+    """Where `load_model(name)` takes the model from: "embedded", "local" (an existing folder) or "hub" (any
+    owner/name id, e.g. Qwen/Qwen2.5-0.5B-Instruct). In that order; anything else raises ModelError (one line).
+    ilr.check_config asks the same question before anything loads.
+
+    >>> [model_source(n) for n in (None, "smollm2-135m", "Qwen/Qwen2.5-0.5B-Instruct")]
+    ['embedded', 'embedded', 'hub']
+    """
+    if name is None or name.lower() in (EMBEDDED, "smollm2-135m-instruct"):
+        return "embedded"
+    if Path(name).expanduser().is_dir():
+        return "local"
+    if HUB_ID.fullmatch(name) and ".." not in name and "--" not in name:
+        return "hub"
+    raise ModelError(f"model {name!r}: no such directory, and not a Hub id of the form owner/name "
+                     f"(or use the embedded default {EMBEDDED!r})")
+
+
+def _hub_error(name: str, error: Exception) -> ModelError:
+    """One line for a Hub id that did not load: offline, or unknown / unreachable, and what to do."""
+    import huggingface_hub.constants as hub
+
+    if hub.HF_HUB_OFFLINE:
+        return ModelError(f"cannot load {name!r} from the Hugging Face Hub: offline (HF_HUB_OFFLINE=1) and not in "
+                          f"the local cache {hub.HF_HUB_CACHE}; run once with HF_HUB_OFFLINE=0 to download it, or "
+                          f"pass a local directory with the model")
+    return ModelError(f"cannot load {name!r} from the Hugging Face Hub ({str(error).splitlines()[0][:160]}): check "
+                      f"the id (https://huggingface.co/{name}) and the network, or pass a local directory with the "
+                      f"model")
+
+
+def load_model(name: str | None = None, device=None, precision: str | None = None, torch_dtype=torch.float32):
+    """(model, tokenizer) for `name`: None or "smollm2-135m" (embedded), a local directory, or a Hub id.
+
+    device: a torch device or "auto" (None = auto); precision: "bf16" | "fp16" | "fp32" autocast (None = the
+    device's default, `pick_precision`); torch_dtype: the weights' dtype, fp32 unless pure bf16 is asked for.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
-    if name is None or name.lower() in (EMBEDDED, "smollm2-135m-instruct"):
-        path = _embedded_dir()
-    elif Path(name).expanduser().is_dir():
-        path = Path(name).expanduser()
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path} is a directory but holds no model (no config.json)")
-    elif Path(name).suffix or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise ModelError(f"model {name!r}: no such directory, and not a Hub id of the form owner/name "
-                         f"(or use the embedded default {EMBEDDED!r})")
-    else:
-        path = name
+    source = model_source(name)
+    path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    if source == "local" and not (path / "config.json").is_file():
+        raise ModelError(f"{path} is a directory but holds no model (no config.json)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        # dtype= at load (a bf16 checkpoint, like Qwen's, is upcast to fp32 here); buffers such as RoPE's inv_freq
+        # are computed in fp32 whatever the dtype.
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as e:  # transformers raises OSError for unreachable / unknown Hub ids
-        raise ModelError(f"cannot load {name!r} from the Hugging Face Hub (offline or unknown id: "
-                         f"{str(e).splitlines()[0][:160]}); a local directory with the model works too") from None
+        raise _hub_error(name, e) from None
     model.name_or_path_ilr = name or EMBEDDED  # a stable name for caches and logs
-    return _finish(model, tokenizer, device, dtype)
+    return _finish(model, tokenizer, device, precision)
 
 
-def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, device=None):
+def load_for_cli(name: str, device: str = "auto", bf16: bool | None = None, fp16: bool | None = None):
+    """(model, tokenizer) for a command line's --model (evaluate.py, irt.py validate, idea3.py): 'tiny' =
+    tiny_model() (tests), else load_model(name); on --device with --bf16/--fp16 resolved, the choice printed."""
+    where = pick_device(device)
+    precision = pick_precision(where, bf16, fp16)
+    print(f"[llm] {name}: {describe_runtime(where, precision)} (--device {device})", flush=True)
+    if name == "tiny":
+        model, tokenizer = tiny_model()
+        return place(model, where, precision), tokenizer
+    return load_model(name, device=where, precision=precision)
+
+
+def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, device="cpu", precision: str = "fp32"):
     """A randomly initialised Llama (the SmolLM2 family) with the real SmolLM2 tokenizer: fast tests.
 
     >>> model, tok = tiny_model()
@@ -171,7 +329,7 @@ def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, device
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.name_or_path_ilr = f"tiny-{seed}-{hidden_size}x{num_layers}"
-    return _finish(model, tokenizer, device or "cpu", torch.float32)
+    return _finish(model, tokenizer, device, precision)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -220,7 +378,6 @@ def _cut_at_eos(ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """KV cache of left-padded prompts (B, P), with the position ids `model.generate` would use (the count of
     real tokens before each one), so that generation can continue from it as if it had encoded them itself."""
@@ -233,15 +390,54 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     return cache
 
 
+def generation_config(model, tokenizer, temperature: float, top_p: float, max_new_tokens: int,
+                      num_return_sequences: int = 1, **extra):
+    """Our complete sampling settings for `model.generate` (header, choice 5).
+
+    model.generate fills every setting left None from the model's own generation_config (Qwen2.5-Instruct ships
+    repetition_penalty 1.1, top_k 20, ...), so each setting that changes the distribution is set here, to its
+    neutral value unless we use it: greedy (temperature 0) = argmax of the logits; sampling = softmax(logits / T),
+    restricted to the top_p nucleus only if top_p < 1 — the distribution grpo.per_token_logps scores.
+    `generate` also swaps this config in as the model's own during the call, so settings we do not name here
+    (min_p, bad_words_ids, suppress_tokens, ...) cannot leak in either.
+    """
+    from transformers import GenerationConfig
+
+    sample = temperature > 0
+    return GenerationConfig(
+        do_sample=sample, temperature=temperature if sample else 1.0, top_p=top_p if sample else 1.0,
+        top_k=0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,   # no other truncation
+        repetition_penalty=1.0, no_repeat_ngram_size=0, encoder_repetition_penalty=1.0, length_penalty=1.0,
+        num_beams=1, max_new_tokens=max_new_tokens, min_new_tokens=0, min_length=0, use_cache=True,
+        eos_token_id=sorted(eos_ids(model, tokenizer)), pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, num_return_sequences=num_return_sequences, **extra)
+
+
+@contextlib.contextmanager
+def own_generation_config(model, config):
+    """Make `config` the model's generation_config for the duration: model.generate then has nothing of the
+    model's shipped settings to fill in (see generation_config)."""
+    shipped = model.generation_config
+    model.generation_config = config
+    try:
+        yield config
+    finally:
+        model.generation_config = shipped
+
+
 def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False,
              seed: int | None = None) -> Generation:
     """Sample `n` completions for each prompt, batched; see `Generation` for what comes back.
 
     Prompts are sorted by token length and cut into batches of about `batch_size` sequences, so each
-    forward pass pads little; each batch stops as soon as all its sequences produced EOS.
+    forward pass pads little; each batch stops as soon as all its sequences produced EOS. The model is put in
+    eval() (generation in train() with gradient checkpointing would run without its KV cache) and left there:
+    the GRPO update switches to train() and back itself.
     """
     from tqdm.auto import tqdm
+
+    model.eval()
 
     if n < 1 or max_new_tokens < 1:
         raise ValueError(f"n and max_new_tokens must be >= 1 (got n={n}, max_new_tokens={max_new_tokens})")
@@ -253,8 +449,6 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
     eos = eos_ids(model, tokenizer)
     completion_ids: list = [None] * len(prompts)
     finished: list = [None] * len(prompts)
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
-        else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     chunks = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
     for chunk in tqdm(chunks, desc="generate", unit="batch", disable=not progress or len(chunks) < 2):
         width = max(len(prompt_ids[b]) for b in chunk)                                    # P
@@ -274,9 +468,11 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
             cache.batch_repeat_interleave(copies)
             input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (len(chunk)*copies, P)
             attention_mask = attention_mask.repeat_interleave(copies, dim=0)
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
-                             max_new_tokens=max_new_tokens, num_return_sequences=1 if cache else copies,
-                             pad_token_id=pad, eos_token_id=sorted(eos), **sampling)  # (len(chunk)*copies, P+T)
+        config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
+                                   num_return_sequences=1 if cache else copies)
+        with own_generation_config(model, config):
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                                 generation_config=config)                          # (len(chunk)*copies, P+T)
         new = out[:, width:].tolist()                                               # (len(chunk)*copies, T)
         for j, b in enumerate(chunk):
             cut = [_cut_at_eos(new[j * copies + (k if copies > 1 else 0)], eos) for k in range(n)]
@@ -306,6 +502,9 @@ def parse_config(cls, argv, description: str, prog: str | None = None):
         flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"] + f" (default {f.default})"
         if isinstance(f.default, bool):
             parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
+        elif f.type in ("bool", bool):  # default None = "not set" (DeviceConfig.bf16): --bf16 / --no-bf16
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
         else:
             kind = f.metadata.get("type", str if f.default is None else type(f.default))
             parser.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_text)

@@ -169,7 +169,6 @@ SHRINK = ["--max_steps", "1", "--num_train", "4", "--num_val", "2", "--questions
           "--num_generations", "2", "--max_completion_length", "6", "--peer_token_budget", "8",
           "--micro_batch_size", "4", "--batch_size", "8", "--eval_limit", "1", "--eval_max_new_tokens", "4",
           "--rank_splits", "1"]
-NEEDS_GPU_BRANCH = pytest.mark.xfail(reason="needs llm.load_model Hub-id fix from branch gpu", strict=False)
 
 
 def ilr_gpu_small(tmp_path, *extra):
@@ -196,21 +195,18 @@ def check_gpu_small_run(run, result, training_questions):
 
 
 @pytest.mark.slow  # ~30 s on 2 CPU cores: the local MATH files and two full evaluations
-@NEEDS_GPU_BRANCH
 def test_readme_gpu_small_with_data_dir(fake_hub, data_dir, tmp_path):
     # .venv/bin/python ilr.py --preset gpu-small --data_dir ../shared/data   (models from the fake Hub)
     run, result = ilr_gpu_small(tmp_path, "--data_dir", str(data_dir))
     check_gpu_small_run(run, result, training_questions=4)  # --num_train 4 of the local MATH train file
 
 
-@NEEDS_GPU_BRANCH
 def test_readme_gpu_small_from_the_hub(fake_hub, tmp_path):
     # .venv/bin/python ilr.py --preset gpu-small   (models and benchmarks from the fake Hub)
     run, result = ilr_gpu_small(tmp_path)
     check_gpu_small_run(run, result, training_questions=3)  # the fake Hub's MATH train split has 3 rows
 
 
-@NEEDS_GPU_BRANCH
 def test_readme_evaluate_qwen_on_the_paper_benchmarks_from_the_hub(fake_hub, tmp_path):
     import evaluate
 
@@ -223,3 +219,22 @@ def test_readme_evaluate_qwen_on_the_paper_benchmarks_from_the_hub(fake_hub, tmp
     assert set(items.values()) == {1}
     first = json.loads((tmp_path / "eval" / "minerva_math.jsonl").read_text().splitlines()[0])
     assert fake_hub.rows["minerva_math"][0]["problem"] in first["prompt"]  # the question came from the Hub
+
+
+def test_llm_load_model_takes_the_qwen_id_from_the_hub_cache(fake_hub):
+    import llm
+
+    model, tokenizer = llm.load_model(QWEN, device="cpu")
+    assert model.config.model_type == "qwen2"
+    assert next(model.parameters()).dtype == torch.float32  # the bf16 checkpoint is upcast: fp32 masters on a CPU
+    assert tokenizer.pad_token is not None  # Qwen's tokenizer has none here: llm chose one
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in llm.eos_ids(model, tokenizer)
+
+
+def test_llm_unknown_hub_id_offline_is_one_line(fake_hub):
+    import llm
+
+    with pytest.raises(llm.ModelError) as error:
+        llm.load_model("Qwen/Qwen2.5-1.5B-Instruct", device="cpu")  # not in the fake cache, and no network
+    message = str(error.value)
+    assert "\n" not in message and "'Qwen/Qwen2.5-1.5B-Instruct'" in message and "HF_HUB_OFFLINE=1" in message

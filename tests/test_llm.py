@@ -1,8 +1,24 @@
-"""llm.py: loading errors, and batched generation that returns the exact token ids of what it sampled."""
+"""llm.py: loading errors, and batched generation that returns the exact token ids of what it sampled, from
+exactly the distribution GRPO scores (softmax(logits / T)), whatever generation config the model ships."""
+import json
+
 import pytest
 import torch
 
+import grpo
+import irt
 import llm
+
+
+@pytest.fixture
+def quirky(tiny, monkeypatch):
+    """The tiny model with a generation_config like Qwen2.5-Instruct's and worse: every setting that would change
+    the sampled distribution if it leaked into generate (restored after the test)."""
+    model, tok = tiny
+    for key, value in dict(repetition_penalty=5.0, top_k=20, min_p=0.5, typical_p=0.5, no_repeat_ngram_size=1,
+                           temperature=0.3, top_p=0.5, do_sample=True).items():
+        monkeypatch.setattr(model.generation_config, key, value)
+    return model, tok
 
 
 def test_generate_returns_texts_and_ids_in_input_order(tiny):
@@ -90,6 +106,86 @@ def test_completion_ids_score_like_the_model(tiny):
     assert logits[P - 1:len(ids) - 1].argmax(-1).tolist() == out.completion_ids[0][0]
 
 
+def test_greedy_is_the_argmax_loop_whatever_the_models_generation_config_says(quirky):
+    """Greedy evaluation must be argmax decoding, not the model's repetition_penalty / top_k / sampling defaults:
+    the ids equal a hand-written loop that appends argmax(logits) until EOS."""
+    model, tok = quirky
+    out = llm.generate(model, tok, ["hello there", "a longer prompt to be left padded"], max_new_tokens=12)
+    eos = llm.eos_ids(model, tok)
+    for b, prompt_ids in enumerate(out.prompt_ids):
+        ids = list(prompt_ids)
+        with torch.no_grad():
+            for _ in range(12):
+                ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+                if ids[-1] in eos:
+                    break
+        assert out.completion_ids[b][0] == ids[len(prompt_ids):]
+    assert len(set(out.completion_ids[0][0])) < len(out.completion_ids[0][0])  # it repeats: a penalty would bite
+
+
+def test_sampled_distribution_is_softmax_of_logits_over_temperature(quirky, monkeypatch):
+    """Every probability vector the sampler draws from equals softmax(logits / T) of the model at that position,
+    and the sampled tokens' log-probs equal grpo.per_token_logps at T: the ratio GRPO takes is against the
+    distribution that was sampled (the model's top_k 20 / min_p / repetition_penalty would break both)."""
+    model, tok = quirky
+    draws = []
+    multinomial = torch.multinomial
+    def recording(probs, num_samples, **kw):  # what transformers' sampler draws from, step by step
+        draws.append(probs.detach().clone())
+        return multinomial(probs, num_samples, **kw)
+    monkeypatch.setattr(torch, "multinomial", recording)
+    T = 0.7
+    out = llm.generate(model, tok, ["hi"], n=2, temperature=T, max_new_tokens=6, seed=1)
+    monkeypatch.setattr(torch, "multinomial", multinomial)
+    batch = grpo.pack_batch(out.prompt_ids * 2, out.completion_ids[0], tok.pad_token_id)
+    with torch.no_grad():
+        logps = grpo.per_token_logps(model, batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"],
+                                     temperature=T)                                                  # [2, T]
+        P = len(out.prompt_ids[0])
+        for k, completion in enumerate(out.completion_ids[0]):
+            ids = torch.tensor([out.prompt_ids[0] + completion])
+            expected = torch.softmax(model(ids).logits[0, P - 1:-1] / T, -1)                       # [T, V]
+            for t, token in enumerate(completion):
+                torch.testing.assert_close(draws[t][k], expected[t], atol=1e-5, rtol=1e-4)
+                assert abs(float(draws[t][k, token].log()) - float(logps[k, t])) < 1e-4
+    assert (draws[0][0] > 0).sum() > 1000  # the whole vocabulary is in play, not a top_k / min_p subset
+
+
+def test_generation_runs_in_eval_mode_whatever_mode_the_model_was_left_in(tmp_path):
+    """IRT's answers (irt.estimate_ability's cached greedy completions) are the same for an agent left in train()
+    with gradient checkpointing (as ilr.make_agents used to leave it: no KV cache, every decode step sees only its
+    own token) as in eval()."""
+    records = [{"question": q, "answer": "4", "kind": "math", "meta": {}} for q in ("What is 2 + 2?", "Add 1 and 3")]
+    texts = []
+    for mode in ("train", "eval"):
+        model, tok = llm.tiny_model(seed=0)
+        if mode == "train":
+            model.gradient_checkpointing_enable()
+            model.train()
+        irt.estimate_ability(model, tok, records, max_new_tokens=8, cache_dir=tmp_path / mode, progress=False)
+        [cache] = (tmp_path / mode / "answers").glob("*.json")
+        texts.append(json.loads(cache.read_text()))
+        assert not model.training  # generate leaves it in eval(); the GRPO update switches to train() itself
+    assert texts[0] == texts[1]
+
+
+def test_hub_ids_with_dots_are_hub_ids_and_other_names_are_refused(tmp_path):
+    assert llm.model_source("Qwen/Qwen2.5-0.5B-Instruct") == "hub"          # suffix ".5B-Instruct": once refused
+    assert llm.model_source("HuggingFaceTB/SmolLM2-360M-Instruct") == "hub"
+    assert llm.model_source(str(tmp_path)) == "local"
+    for bad in ("./no/such/model.bin", "a/b/c", "Qwen2.5", "/abs/path", "~/x", "owner/../x", "owner/"):
+        with pytest.raises(llm.ModelError, match="no such directory, and not a Hub id"):
+            llm.model_source(bad)
+
+
+def test_a_dotted_hub_id_goes_to_the_hub_and_offline_says_what_to_do(monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(llm.ModelError, match=r"cannot load 'Qwen/Qwen2\.5-0\.5B-Instruct-not-cached' from the Hugging "
+                                             r"Face Hub: offline \(HF_HUB_OFFLINE=1\).*HF_HUB_OFFLINE=0.*local directory"):
+        llm.load_model("Qwen/Qwen2.5-0.5B-Instruct-not-cached")
+
+
 def test_chat_messages_are_accepted_and_bad_prompts_rejected(tiny):
     model, tok = tiny
     chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
@@ -129,3 +225,11 @@ def test_embedded_model_loads_offline_and_answers():
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     out = llm.generate(model, tok, ["What is 2 + 3?"], max_new_tokens=20)
     assert "5" in out.texts[0][0]
+
+
+def test_ilr_check_config_accepts_exactly_the_names_load_model_accepts():
+    import ilr
+    cfg, _ = ilr.parse_args(["--preset", "gpu-small", "--device", "cpu", "--data_dir", "."])
+    ilr.check_config(cfg)                                   # Qwen/Qwen2.5-0.5B-Instruct: a dotted Hub id, accepted
+    with pytest.raises(ilr.ConfigError, match=r"unknown model 'runs/no/such/agent0'.*Hub id \(owner/name\)"):
+        ilr.check_config(ilr.Config(models="runs/no/such/agent0", device="cpu"))
