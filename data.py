@@ -15,10 +15,11 @@ Every loader returns plain dicts of one shape:
 - code (MBPP): `question` is the problem text, `answer` the reference code; `meta` holds `tests` (assert lines),
   `setup_code`, `challenge_tests`, `entry_point` (the function the tests call) and `task_id`.
 
-Sources. By default each benchmark comes from the Hugging Face Hub (`HUB` below names the dataset of each;
-needs `pip install datasets` and a network). With `data_dir=` (a folder laid out like ../shared/data) or
-`data_file=` (one JSONL / JSON file in the benchmark's own format) nothing leaves the machine: that is how the
-tests and CI run.
+Sources. By default each benchmark comes from the Hugging Face Hub (`HUB` below names the dataset of each and
+the fields it serves; `datasets` is in requirements.txt; a network the first time, its cache offline after). With
+`data_dir=` (a folder laid out like ../shared/data) or `data_file=` (one JSONL / JSON file in the benchmark's own
+format) nothing leaves the machine: that is how the tests and CI run. `python data.py download --out DIR` writes
+that layout from the Hub once (tests/fakehub.py is the Hub the tests use).
 
     import data
     gsm8k = data.load_benchmark("gsm8k", data_dir="../shared/data")          # 1319 records
@@ -27,7 +28,8 @@ tests and CI run.
 Gold answers, per benchmark (see ../shared/data/SOURCES.md for the quirks):
 1. GSM8K: the text after `####` in the solution, commas removed ("1,000" → "1000").
 2. MATH, MATH-500, Minerva: the last `\\boxed{...}` of the solution, nested braces kept (MATH-500 also has an
-   `answer` field; we take it as given — it equals the last box).
+   `answer` field; we take it as given — it equals the last box). Minerva on the Hub has no solution, only its
+   `answer` (the boxed answer), taken as given too.
 3. AIME: the answer as given ("025" stays "025"; the grader compares numbers, so 025 = 25).
 4. AMC23: a float in the file (27.0); we keep "27.0" and the grader compares numbers.
 5. OlympiadBench: `final_answer` is a list of one string, which may hold several answers ('$69$,$84$');
@@ -41,6 +43,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from pathlib import Path
 
 
@@ -48,7 +51,26 @@ class DataError(ValueError):
     """Bad benchmark input; the message is one line naming the file, line and field."""
 
 
-# Hugging Face Hub dataset of each benchmark: (dataset id, config, split). Used only without data_dir/data_file.
+# Hugging Face Hub dataset of each benchmark: (dataset id, config, split of the test set). Used only without
+# data_dir/data_file. gsm8k and math also have a "train" split (the training questions). The field names each
+# Hub dataset serves, from its dataset card, and where a record's fields come from (local file → Hub):
+#   gsm8k          question, answer (worked solution ending "#### n"): the same two fields as the local file.
+#   math           problem, level ("Level 3"), type, solution: as the local file, but NO unique_id (ids become
+#                  the row index), so ilr.py excludes MATH-500 from the validation set by problem text too.
+#   math500        problem, solution, answer, subject, level (int), unique_id: the same fields (a test.jsonl).
+#   aime24         id (int), problem, solution, answer (str), url, year: the local file's `question` copy of
+#                  `problem` is absent; `problem` is read first in both.
+#   aime25         problem, answer (str), id (str): the local file has problem, answer only (ids = row index).
+#   amc23          id, question, answer, url: read from `question` (the local file has `problem` too).
+#   minerva_math   question, answer (the boxed answer itself): NO solution, type or idx; the local file has
+#                  problem, solution, type, idx and its gold is the last box of the solution.
+#   olympiadbench  id, question, solution (list), final_answer (list), context, is_multiple_answer, unit,
+#                  answer_type, error, subfield (+ image / language / modality columns we do not read): the
+#                  same fields as the local file (the config is the English text-only open-ended maths set;
+#                  its one split is called "train").
+#   mbpp           task_id, text, code, test_list, test_setup_code, challenge_test_list; the Hub's "test" split
+#                  holds task ids 11–510 only (the local file holds all 974 and is filtered to the same).
+#   mbpp_sanitized source_file, task_id, prompt, code, test_imports, test_list (the same fields).
 HUB = {
     "gsm8k": ("openai/gsm8k", "main", "test"),
     "math": ("DigitalLearningGmbH/MATH-lighteval", "default", "test"),
@@ -61,6 +83,7 @@ HUB = {
     "mbpp": ("google-research-datasets/mbpp", "full", "test"),
     "mbpp_sanitized": ("google-research-datasets/mbpp", "sanitized", "test"),
 }
+HUB_TRAIN = {"gsm8k": "train", "math": "train"}  # benchmark → Hub split of its training questions
 
 # Local layout (the one of ../shared/data): benchmark → file under data_dir, for split "test" / "train".
 LOCAL = {
@@ -202,15 +225,19 @@ def _gsm8k(row, where, index):
 
 def _boxed_math(benchmark):
     def convert(row, where, index):
-        solution = _field(row, where, "solution")
-        gold = row.get("answer") if benchmark == "math500" else None
-        gold = gold if gold is not None else last_boxed(solution)
+        # Gold answer: MATH-500 (both sources) and Minerva on the Hub give it in `answer`; otherwise (MATH, the
+        # local Minerva file, which has no `answer`) it is the last box of the worked solution.
+        gold = row.get("answer") if benchmark in ("math500", "minerva_math") else None
+        solution = row.get("solution")
         if gold is None:
-            raise DataError(f"{where}: field 'solution' has no \\boxed{{}} answer")
+            solution = _field(row, where, *(("solution",) if benchmark == "math" else ("answer", "solution")))
+            gold = last_boxed(solution)
+            if gold is None:
+                raise DataError(f"{where}: field 'solution' has no \\boxed{{}} answer")
         level = row.get("level")
         if isinstance(level, str):                                   # MATH: "Level 3" (or "Level ?")
             level = int(level.split()[-1]) if level.split()[-1].isdigit() else None
-        id = row.get("unique_id", row.get("idx", index))
+        id = row.get("unique_id", row.get("idx", index))           # the Hub's MATH and Minerva: the row index
         return _record(id, _field(row, where, "problem", "question"), gold, solution=solution, level=level,
                        type=row.get("type", row.get("subject")), benchmark=benchmark)
     return convert
@@ -289,19 +316,21 @@ CONVERTERS = {
 # ----------------------------------------------------------------------------------------------------------
 
 def _hub_rows(name: str, split: str) -> list[tuple[str, dict]]:
+    """(where, row) pairs of benchmark `name` as the Hub serves them (field names of HUB's comment)."""
     try:
         import datasets
     except ImportError:
         raise DataError(f"loading {name!r} from the Hugging Face Hub needs `pip install datasets` "
                         f"(or pass a local --data-dir / --data-file)") from None
     repo, config, hub_split = HUB[name]
-    if name in ("gsm8k", "math") and split == "train":
-        hub_split = "train"
+    if split == "train":
+        hub_split = HUB_TRAIN.get(name, hub_split)
     try:
         rows = datasets.load_dataset(repo, config, split=hub_split)
     except Exception as e:  # offline, unknown id, changed layout: say which and what works instead
         raise DataError(f"cannot load {name!r} from the Hub ({repo}): {str(e).splitlines()[0][:160]}; "
-                        f"pass --data-dir DIR (layout of shared/data) or --data-file FILE") from None
+                        f"pass --data-dir DIR (layout of shared/data; `python data.py download --out DIR` "
+                        f"writes it) or --data-file FILE") from None
     return [(f"{repo}[{i}]", dict(row)) for i, row in enumerate(rows)]
 
 
@@ -329,6 +358,57 @@ def load_benchmark(name: str, data_dir=None, data_file=None, limit: int | None =
     if name.startswith("mbpp") and split == "test":
         records = [r for r in records if r["meta"]["task_id"] in MBPP_TEST_IDS]
     return records[:limit] if limit else records
+
+
+def download(out, names=None) -> list[tuple[Path, int]]:
+    """Write the local layout (LOCAL) under `out` from the Hub, once, so that later runs need no network.
+
+    Each file holds the rows as the Hub serves them (Hub field names, JSON lines; MBPP sanitized a JSON list);
+    the converters read either field names, so `load_benchmark(name, data_dir=out)` gives the same records as
+    the Hub path. Each file is written aside and renamed, and read back through its converter before the rename.
+    Returns (path, number of rows) per file written.
+    """
+    names = list(names or LOCAL)
+    unknown = [n for n in names if n not in LOCAL]
+    if unknown:
+        raise DataError(f"cannot download {', '.join(map(repr, unknown))}: choose from {', '.join(LOCAL)}")
+    written = []
+    for name in names:
+        for split in ("test", "train") if "{split}" in LOCAL[name] else ("test",):
+            rows = [row for _, row in _hub_rows(name, split)]
+            path = Path(out) / LOCAL[name].format(split=split)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(".part-" + path.name)  # same suffix: read_records tells JSON from JSONL by it
+            try:
+                text = json.dumps(rows, ensure_ascii=False) if path.suffix == ".json" else \
+                    "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            except TypeError as e:  # e.g. an image column: not a benchmark we read
+                raise DataError(f"{HUB[name][0]}: a row holds a value JSON cannot store ({e})") from None
+            tmp.write_text(text, encoding="utf-8")
+            for n, row in read_records(tmp):  # a row the converter cannot read raises DataError here, not later
+                CONVERTERS[name](row, f"{path}:{n}", n - 1)
+            tmp.replace(path)
+            written.append((path, len(rows)))
+    return written
+
+
+def main(argv=None) -> int:
+    """`python data.py download --out DIR [--benchmarks gsm8k,math,...]`: the local layout from the Hub."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="data.py", description="benchmark files")
+    commands = parser.add_subparsers(dest="command", required=True)
+    get = commands.add_parser("download", help="write the layout of shared/data from the Hugging Face Hub")
+    get.add_argument("--out", required=True, help="folder to write (then pass it as --data_dir / --data-dir)")
+    get.add_argument("--benchmarks", default=",".join(LOCAL), help="comma-separated (default: all)")
+    args = parser.parse_args(argv)
+    try:
+        for path, count in download(args.out, [n.strip() for n in args.benchmarks.split(",") if n.strip()]):
+            print(f"[data] {path}: {count} rows", flush=True)
+    except DataError as e:
+        print(f"data.py: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -381,3 +461,7 @@ def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[di
     """
     rng = random.Random(seed)
     return [synthetic_problem(rng, levels[i % len(levels)], i) for i in range(n)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

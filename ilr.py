@@ -524,9 +524,11 @@ def load_training_data(cfg: Config) -> tuple[list[dict], list[dict]]:
     else:  # OURS: the paper's 1,000 held-out MATH questions; here the first num_val of the test split that
         # MATH-500 does not contain (the PRM800K split), so evaluation on MATH-500 stays clean.
         val = data.load_benchmark(cfg.val_data, cfg.data_dir, split="test")
-        if cfg.val_data == "math":
-            held_out = {r["id"] for r in data.load_benchmark("math500", cfg.data_dir)}
-            val = [r for r in val if r["id"] not in held_out]
+        if cfg.val_data == "math":  # by id (the local files share MATH-500's unique_id) or by problem text,
+            # whitespace-normalised (the Hub's MATH-lighteval rows carry no unique_id: their ids are row numbers)
+            math500 = data.load_benchmark("math500", cfg.data_dir)
+            held_ids, held_texts = {r["id"] for r in math500}, {" ".join(r["question"].split()) for r in math500}
+            val = [r for r in val if r["id"] not in held_ids and " ".join(r["question"].split()) not in held_texts]
         val = val[:cfg.num_val]
     return train, val
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the benchmark folder beside the repository and a tiny random model (session-wide)."""
+"""Shared fixtures: the benchmark folder beside the repository, a tiny random model, and a fake Hugging Face Hub
+(tests/fakehub.py: the gpu-small model ids and every benchmark, offline), all session-wide."""
 import os
 from pathlib import Path
 
@@ -23,3 +24,32 @@ def tiny():
     """(model, tokenizer): a 2-layer random Llama with the real SmolLM2 tokenizer."""
     import llm
     return llm.tiny_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def fake_hub(data_dir, tmp_path_factory):
+    """A Hugging Face cache in a temp dir (tests/fakehub.py): tiny models under the real ids of the gpu-small pair
+    and a few rows of each benchmark laid out as the Hub serves them. For the rest of the session this process is
+    offline and reads only that cache (HF_HOME, HF_HUB_OFFLINE=1, ...); `fake_hub.env` is the environment for a
+    subprocess. Skipped when the benchmark files are missing (they are what the fake rows are made of)."""
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    import llm
+    from fakehub import build, environment
+
+    home = tmp_path_factory.mktemp("hf-home")
+    patch = pytest.MonkeyPatch()
+    for key, value in environment(home).items():
+        patch.setenv(key, value)
+    # the libraries read these once, at import; point the loaded copies at the fake cache too
+    patch.setattr(hub_constants, "HF_HOME", str(home))
+    patch.setattr(hub_constants, "HF_HUB_CACHE", str(home / "hub"))
+    patch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+    patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    patch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    try:
+        yield build(home, data_dir, llm._embedded_dir())
+    finally:
+        patch.undo()
