@@ -351,3 +351,108 @@ def test_plot_of_several_runs_draws_one_comparison_and_names_a_missing_run(tmp_p
     assert out["plot"] == str(tmp_path / "compare.png") and (tmp_path / "compare.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="nothere/metrics.jsonl: no such file"):
         ilr.main(["plot", str(tmp_path / "a"), str(tmp_path / "nothere")])
+
+
+# ---- cached inputs record what they were computed from ----
+
+def test_irt_json_is_reused_only_for_the_same_inputs(tmp_path, monkeypatch):
+    import irt
+    calls = []
+    monkeypatch.setattr(irt, "estimate_ability", lambda *a, **k: calls.append("ability") or 0.3)
+    monkeypatch.setattr(irt, "estimate_difficulty", lambda models, questions, **k: (
+        calls.append("difficulty") or torch.linspace(0, 1, len(questions)).numpy(), {}))
+    agents = [ilr.Agent("a", None, None, None), ilr.Agent("b", None, None, None)]
+
+    def inputs(*argv):
+        cfg = ilr.parse_args(["--preset", "tiny"] + list(argv))[0]
+        train, val = ilr.load_training_data(cfg)
+        return ilr.irt_inputs(cfg, agents, train, val, tmp_path)
+    difficulty, abilities = inputs("--interaction", "competition")           # not needed: skipped, stored
+    assert calls == [] and abilities == [0.5, 0.5]
+    difficulty, abilities = inputs()                                         # dynamic: the skip is not reused
+    assert calls == ["ability", "ability", "difficulty"] and abilities == [0.3, 0.3]
+    inputs()                                                                 # same inputs: reused
+    assert len(calls) == 3
+    inputs("--num_val", "7")                                                 # other validation questions
+    inputs("--rank_splits", "2")                                             # other ranking
+    assert len(calls) == 9
+    inputs("--rank_splits", "2", "--batch_size", "3")                        # batching only: reused
+    assert len(calls) == 9
+
+
+def test_an_evaluation_file_is_continued_only_if_it_came_from_the_same_inputs(tmp_path, monkeypatch):
+    seen = []
+
+    def evaluate_model(model, tokenizer, records, out_path=None, **kwargs):
+        seen.append(Path(out_path).read_text() if Path(out_path).exists() else None)
+        Path(out_path).write_text("row\n")
+        return {"pass@1": 0.0}
+    monkeypatch.setattr(ilr.evaluate, "evaluate_model", evaluate_model)
+
+    class Model:
+        def eval(self):
+            pass
+    agents = [ilr.Agent("a", Model(), None, None), ilr.Agent("b", Model(), None, None)]
+    cfg = ilr.parse_args(["--preset", "tiny", "--models", "tiny", "--eval_limit", "2"])[0]
+    ilr.evaluate_alone(cfg, agents, tmp_path, "step2")
+    ilr.evaluate_alone(cfg, agents, tmp_path, "step2")
+    assert seen == [None, None, "row\n", "row\n"]                            # same inputs: continued
+    other = ilr.parse_args(["--preset", "tiny", "--eval_limit", "2", "--learning_rate", "1e-3"])[0]
+    ilr.evaluate_alone(other, agents, tmp_path, "step2")                     # another training: started over
+    assert seen[4:] == [None, None]
+    ilr.evaluate_alone(other, agents, tmp_path, "base")                      # the base row: one agent, twins share
+    assert seen[6:] == [None]
+    cfg3 = ilr.parse_args(["--preset", "tiny", "--eval_limit", "2", "--learning_rate", "1e-3",
+                           "--eval_max_new_tokens", "5"])[0]
+    ilr.evaluate_alone(cfg3, agents, tmp_path, "base")                       # other answer length: redone
+    assert seen[7:] == [None]
+    assert ilr.cached(tmp_path / "base.json", ilr.base_cache_inputs(cfg)) is None   # absent: nothing cached
+
+
+def test_cached_compares_the_recorded_inputs(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"inputs": {"models": ["tiny", "tiny"], "seed": 0}, "results": {"a": 1}}))
+    assert ilr.cached(path, {"models": ("tiny", "tiny"), "seed": 0})["results"] == {"a": 1}
+    assert ilr.cached(path, {"models": ("tiny", "tiny"), "seed": 1}) is None
+    path.write_text(json.dumps({"a": 1}))                                    # written before inputs were recorded
+    assert ilr.cached(path, {"seed": 0}) is None
+
+
+# ---- seeds, devices ----
+
+def test_grpo_baseline_gives_every_step_and_agent_its_own_seed(monkeypatch):
+    import llm
+    seeds = []
+
+    def generate(model, tokenizer, prompts, n=1, seed=None, **kwargs):
+        seeds.append(seed)
+        return llm.Generation(prompt_ids=[[1]] * len(prompts), completion_ids=[[[2]] * n for _ in prompts],
+                              texts=[["x"] * n for _ in prompts], finished=[[True] * n for _ in prompts])
+    monkeypatch.setattr(llm, "generate", generate)
+    cfg = ilr.parse_args(["--preset", "tiny", "--method", "grpo", "--num_agents", "3"])[0]
+    agents = [ilr.Agent(str(i), None, None, None) for i in range(3)]
+    for step in range(30):
+        ilr.generate_groups(cfg, agents, [{"question": "Q", "kind": "math"}], ["competition"],
+                            ilr.step_seed(cfg.seed, step))
+    assert len(seeds) == 90 and len(set(seeds)) == 90     # was step_seed + i: agent 1 at s = agent 0 at s + 1
+
+
+def test_a_checkpoint_written_on_a_gpu_in_bf16_resumes_on_the_cpu(tmp_path, monkeypatch):
+    """Saved as a CUDA run saves it (storages tagged 'cuda:0', bf16 weights), loaded into fp32 CPU agents."""
+    import torch.serialization as ts
+    cfg = ilr.parse_args(["--preset", "tiny"])[0]
+    saved_agents = ilr.make_agents(cfg)
+    for a in saved_agents:
+        a.model.to(torch.bfloat16)
+    with monkeypatch.context() as m:                      # every storage is written as if it lived on cuda:0
+        m.setattr(ts, "location_tag", lambda storage: "cuda:0")
+        ilr.save_checkpoint(tmp_path, saved_agents, 3)
+    if not torch.cuda.is_available():                     # without map_location this load is what failed
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "checkpoint" / "agent0.pt", weights_only=False)
+    agents = ilr.make_agents(cfg)
+    assert ilr.load_checkpoint(tmp_path, agents) == 3
+    for a, b in zip(agents, saved_agents):
+        for (name, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+            assert p.dtype == torch.float32 and p.device.type == "cpu"
+            assert torch.equal(p, q.float()), name
