@@ -576,8 +576,8 @@ def lock_run(run: Path) -> Path:
             text = lock.read_text().strip() if lock.is_file() else ""
             pid = int(text) if text.isdigit() else None
             if pid is not None and pid_alive(pid):
-                raise ConfigError(f"{run} is in use by process {pid} ({lock}); wait for it to finish or stop it, "
-                                  f"or choose another --output_dir") from None
+                raise ConfigError(f"{run} is in use by process {pid} ({lock}); wait for it to finish or stop it "
+                                  f"(delete {lock} if that process is no ilr.py run)") from None
             print(f"[ilr] taking over {lock} left by process {pid or '?'}, which no longer runs", flush=True)
             lock.unlink(missing_ok=True)
             continue
