@@ -2,6 +2,7 @@
 (setup.cfg; scores and the reasons for the survivors left: tests/MUTATION.md). Each test names the mutation it
 kills; they belong to the modules' own test files and live here only so that parallel branches merge cleanly."""
 import hashlib
+import math
 import warnings
 from fractions import Fraction
 
@@ -106,3 +107,41 @@ def test_numbers_equal_integers_exactly_others_within_1e_4_relative():
 def test_pass_at_k_names_its_arguments_when_they_are_impossible():
     with pytest.raises(ValueError, match="need 0 <= c <= n and 1 <= k <= n, got n=3 c=4 k=1"):
         evaluate.pass_at_k(3, 4, 1)
+
+
+# ---- grpo: the logged reward statistics, the all-equal group, the clipped loss and its KL term ----
+
+def test_reward_stats_by_hand():
+    """Groups [1,0,0,0], [1,1,1,1], [.5,.5,0,0]: mean reward 0.5; sample stds 0.5, 0, sqrt(0.25/3) = 0.2887;
+    one zero-std group of three. One sample per group: std 0, every group zero-std."""
+    stats = grpo.reward_stats(torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 1], [0.5, 0.5, 0, 0]]))
+    assert stats["reward"] == pytest.approx(0.5) and stats["frac_reward_zero_std"] == pytest.approx(1 / 3)
+    assert stats["reward_std"] == pytest.approx((0.5 + 0 + (0.25 / 3) ** 0.5) / 3, abs=1e-6)
+    assert grpo.reward_stats(torch.tensor([[1.0], [0.0]])) == {"reward": 0.5, "reward_std": 0.0,
+                                                               "frac_reward_zero_std": 1.0}
+
+
+def test_an_all_equal_group_has_exactly_zero_advantage_beside_another_group():
+    # 0.9 three times: float32's mean is 6e-8 off, which / (std + 1e-4) would be a non-zero advantage
+    advantages = grpo.group_advantages(torch.tensor([[0.9, 0.9, 0.9], [0.0, 1.0, 2.0]]))
+    assert advantages[0].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="scale must be 'std' or 'none', got 'max'"):
+        grpo.group_advantages(torch.tensor([[0.0, 1.0]]), scale="max")
+
+
+def test_grpo_loss_clips_at_the_default_epsilons_by_hand():
+    """ratios 1.5 (A = +1) and 0.5 (A = -1), clip [0.8, 1.2]: max(-1.5, -1.2) = -1.2 and max(0.5, 0.8) = 0.8;
+    the second token of each row is padding (its ratio 3 must not count): loss = (-1.2 + 0.8) / 2 = -0.2."""
+    logps = torch.log(torch.tensor([[1.5, 3.0], [0.5, 3.0]]))
+    loss, stats = grpo.grpo_loss(logps, torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.tensor([[1, 0], [1, 0]]))
+    assert loss.item() == pytest.approx(-0.2) and stats["clip_ratio"] == 1.0 and stats["num_tokens"] == 2
+
+
+def test_grpo_loss_k3_kl_term_by_hand():
+    """logp = log 0.5, ref = log 0.25: delta = ref - logp = -log 2, kl = 0.5 + log 2 - 1 = 0.19315; A = 0, so
+    loss = beta * kl = 0.5 * 0.19315."""
+    logps = torch.log(torch.tensor([[0.5]]))
+    loss, stats = grpo.grpo_loss(logps, None, torch.tensor([0.0]), torch.tensor([[1]]),
+                                 ref_per_token_logps=torch.log(torch.tensor([[0.25]])), beta=0.5)
+    kl = 0.5 + math.log(2) - 1
+    assert stats["kl"] == pytest.approx(kl, rel=1e-5) and loss.item() == pytest.approx(0.5 * kl, rel=1e-5)
