@@ -70,6 +70,7 @@ import math
 import os
 import random
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -591,6 +592,45 @@ def read_jsonl(path) -> list[dict]:
     return rows
 
 
+class ResultsError(ValueError):
+    """A results file that cannot be continued; the message is one line naming the file and line."""
+
+
+def read_results(path) -> list[dict]:
+    """The rows of a results file for --resume: each line an object with an "id", its "n" samples (>= 1) and
+    "num_correct" (0..n). A torn last line is skipped; any other line that is not such a row is an
+    error naming the file and line, rather than a traceback or a wrong pass@k.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.jsonl")
+    >>> _ = open(path, "w").write('{"id": "1", "n": 1, "num_correct": 1}\\n[1, 2]\\n')
+    >>> try:
+    ...     read_results(path)
+    ... except ResultsError as e:
+    ...     print(str(e).rsplit("/", 1)[1])
+    r.jsonl:2: expected a result object with "id", "n" >= 1 and "num_correct" in 0..n, got [1, 2]
+    """
+    path = Path(path)
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if number == len(lines):                 # torn by an interrupted write: redone
+                break
+            raise ResultsError(f"{path}:{number}: not JSON; a results file has one JSON object per line") from None
+        rows.append(row)
+        ok = isinstance(row, dict) and "id" in row and isinstance(row.get("n"), int) and row["n"] >= 1 \
+            and isinstance(row.get("num_correct"), int) and 0 <= row["num_correct"] <= row["n"]
+        if not ok:
+            raise ResultsError(f"{path}:{number}: expected a result object with \"id\", \"n\" >= 1 and "
+                               f"\"num_correct\" in 0..n, got {json.dumps(row)[:80]}")
+    return rows
+
+
 def drop_torn_tail(path) -> None:
     """Cut a half-written last line (an interrupted run) so that appended lines start on a fresh line."""
     path = Path(path)
@@ -625,9 +665,9 @@ def evaluate_records(records: Sequence[dict], complete: Callable, samples: int =
     summary over all records in the file (or in memory when out_path is None)."""
     from tqdm.auto import tqdm
 
-    done = {row["id"]: row for row in read_jsonl(out_path)} if (out_path and resume) else {}
-    if any(row.get("n") != samples for row in done.values()):
-        raise ValueError(f"{out_path} holds results with another --samples; use another --out")
+    done = {row["id"]: row for row in read_results(out_path)} if (out_path and resume) else {}
+    if any(row["n"] != samples for row in done.values()):
+        raise ResultsError(f"{out_path} holds results with another --samples; use another --out")
     if out_path and not resume and Path(out_path).exists() and Path(out_path).stat().st_size:
         raise FileExistsError(f"{out_path} exists: pass --resume to continue it, or choose another --out")
     todo = [r for r in records if r["id"] not in done]
@@ -773,11 +813,63 @@ class EvalConfig:
                        "for a CUDA GPU without bf16 (T4, RTX 20xx), off elsewhere"})
 
 
+class ConfigError(ValueError):
+    """A bad setting of the command line, found before any model loads; one line naming the setting."""
+
+
 def parse_config(argv: Sequence[str] | None) -> EvalConfig:
     """--field-name value for every EvalConfig field (bools are flags); help from the field metadata."""
     import llm  # imported here: the grader needs no torch
 
-    return llm.parse_config(EvalConfig, argv, "Evaluate one model alone on the ILR benchmarks.")
+    return llm.parse_config(EvalConfig, argv, "Evaluate one model alone on the ILR benchmarks.", prog="evaluate.py")
+
+
+def check_eval_config(cfg: EvalConfig) -> None:
+    """Every field of EvalConfig, checked in one place, before any model loads: a bad one is one line."""
+    import data
+
+    def need(ok: bool, msg: str):
+        if not ok:
+            raise ConfigError(msg)
+
+    for name in ("temperature", "top_p", "timeout"):
+        need(math.isfinite(getattr(cfg, name)), f"--{name.replace('_', '-')} must be a finite number, got "
+                                                 f"{getattr(cfg, name)}")
+    models = [m.strip() for m in cfg.model.split(",")]
+    need(cfg.oracle is not None or all(models), f"--model must name a model (got {cfg.model!r})")
+    names = benchmark_names(cfg.benchmarks)
+    need(bool(names), f"--benchmarks must name at least one benchmark (got {cfg.benchmarks!r})")
+    for name in names:
+        need(name in data.BENCHMARKS, f"--benchmarks: unknown benchmark {name!r}; choose from "
+                                      f"{', '.join(list(data.BENCHMARKS) + list(ALIASES))}")
+    need(cfg.data_dir is None or Path(cfg.data_dir).is_dir(), f"--data-dir {cfg.data_dir}: no such directory")
+    need(cfg.data_file is None or Path(cfg.data_file).is_file(), f"--data-file {cfg.data_file}: no such file")
+    need(cfg.data_file is None or len(names) == 1, "--data-file holds one benchmark: pass exactly one name in "
+                                                   "--benchmarks")
+    need(cfg.limit is None or cfg.limit >= 1, f"--limit must be >= 1 (leave it out for all), got {cfg.limit}")
+    for name in ("batch_size", "max_new_tokens", "samples", "threads"):
+        need(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    need(cfg.workers is None or cfg.workers >= 1, f"--workers must be >= 1 (leave it out for one per core), got "
+                                                   f"{cfg.workers}")
+    need(cfg.temperature >= 0, f"--temperature must be >= 0 (0 = greedy), got {cfg.temperature}")
+    need(cfg.samples == 1 or cfg.temperature > 0 or cfg.oracle is not None,
+         f"--samples {cfg.samples} needs --temperature > 0 (greedy samples are identical)")
+    need(0 < cfg.top_p <= 1, f"--top-p must be in (0, 1], got {cfg.top_p}")
+    need(cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}")
+    need(cfg.out is None or bool(cfg.out.strip()), "--out must not be empty")
+    need(cfg.oracle in (None, "gold", "shuffled"), f"--oracle must be 'gold' or 'shuffled', got {cfg.oracle!r}")
+    need(cfg.mode in ("single", "debate", "idea3"), f"--mode must be single, debate or idea3 (got {cfg.mode!r})")
+    if cfg.mode != "single":
+        need(not (cfg.oracle or cfg.data_file or cfg.samples > 1),
+             f"--mode {cfg.mode} works with --data-dir (or the Hub), greedy, without --oracle")
+        need(len(models) >= 2, f"--mode {cfg.mode} needs --model with at least two comma-separated names")
+    need(cfg.timeout > 0, f"--timeout must be > 0 seconds, got {cfg.timeout}")
+    need(cfg.memory_mb >= 1, f"--memory-mb must be >= 1, got {cfg.memory_mb}")
+    if hasattr(sandbox, "check_limits"):                  # the floor the interpreter itself needs (sandbox.py)
+        try:
+            sandbox.check_limits(cfg.memory_mb, cfg.timeout)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def benchmark_names(spec: str) -> list[str]:
@@ -796,12 +888,6 @@ def run_mode(cfg: EvalConfig) -> dict | None:
     Returns None for --mode single (the paper's protocol: each model alone), handled by main()."""
     if cfg.mode == "single":
         return None
-    if cfg.mode not in ("debate", "idea3"):
-        raise SystemExit(f"error: --mode must be single, debate or idea3 (got {cfg.mode!r})")
-    if cfg.oracle or cfg.data_file or cfg.samples > 1:
-        raise SystemExit(f"error: --mode {cfg.mode} works with --data-dir (or the Hub), greedy, without --oracle")
-    if len(cfg.model.split(",")) < 2:
-        raise SystemExit(f"error: --mode {cfg.mode} needs --model with at least two comma-separated names")
     import idea3
 
     results = {}
@@ -819,17 +905,44 @@ def run_mode(cfg: EvalConfig) -> dict | None:
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(argv)
-    if (multi := run_mode(cfg)) is not None:
-        return multi
+def load_records(name: str, cfg: EvalConfig) -> list[dict]:
+    """The records of one benchmark; a file that is not UTF-8 text, or holds none, is one line."""
     import data
 
+    where = cfg.data_file or cfg.data_dir or "the Hugging Face Hub"
+    try:
+        records = data.load_benchmark(name, data_dir=cfg.data_dir, data_file=cfg.data_file, limit=cfg.limit)
+    except UnicodeDecodeError:
+        raise data.DataError(f"{where}: not a UTF-8 text file (JSONL or a JSON list of {name} records)") from None
+    if not records:
+        raise data.DataError(f"{where}: no {name} records (an empty file or an empty list)")
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """The command line; a bad setting, data file, results file or model is one line (exit 2), no traceback."""
+    import data
+
+    errors = (ConfigError, ResultsError, FileExistsError, data.DataError)
+    try:
+        return evaluate_main(argv)
+    except Exception as e:
+        llm = sys.modules.get("llm")                      # a ModelError can only come from an imported llm
+        if isinstance(e, errors) or (llm is not None and isinstance(e, llm.ModelError)):
+            print(f"evaluate.py: error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        raise
+
+
+def evaluate_main(argv: Sequence[str] | None) -> dict:
+    cfg = parse_config(argv)
+    check_eval_config(cfg)
+    if (multi := run_mode(cfg)) is not None:
+        return multi
     names = benchmark_names(cfg.benchmarks)
-    if cfg.data_file and len(names) != 1:
-        raise SystemExit("--data-file holds one benchmark: pass exactly one name in --benchmarks")
     tag = f"oracle-{cfg.oracle}" if cfg.oracle else re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model)
     out = Path(cfg.out or Path("results") / f"eval-{tag}")
+    records = {name: load_records(name, cfg) for name in names}       # every data error before the model loads
     model = tokenizer = None
     if not cfg.oracle:
         import torch
@@ -840,23 +953,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     sandbox_kwargs = dict(timeout=cfg.timeout, memory_mb=cfg.memory_mb)
     summaries = {}
     for name in names:
-        try:
-            records = data.load_benchmark(name, data_dir=cfg.data_dir, data_file=cfg.data_file, limit=cfg.limit)
-        except data.DataError as e:
-            raise SystemExit(f"error: {e}")
         path = out / f"{name}.jsonl"
-        try:
-            if cfg.oracle:
-                summaries[name] = evaluate_records(records, oracle_completer(records, cfg.oracle, cfg.seed),
-                                                   cfg.samples, path, cfg.resume, 256, not cfg.quiet, cfg.workers,
-                                                   name=name, **sandbox_kwargs)
-            else:
-                summaries[name] = evaluate_model(model, tokenizer, records, cfg.samples, cfg.temperature,
-                                                 cfg.top_p, cfg.max_new_tokens, cfg.batch_size, path, cfg.resume,
-                                                 not cfg.quiet, cfg.seed, name, workers=cfg.workers,
-                                                 **sandbox_kwargs)
-        except (FileExistsError, ValueError) as e:
-            raise SystemExit(f"error: {e}")
+        if cfg.oracle:
+            summaries[name] = evaluate_records(records[name], oracle_completer(records[name], cfg.oracle, cfg.seed),
+                                               cfg.samples, path, cfg.resume, 256, not cfg.quiet, cfg.workers,
+                                               name=name, **sandbox_kwargs)
+        else:
+            summaries[name] = evaluate_model(model, tokenizer, records[name], cfg.samples, cfg.temperature,
+                                             cfg.top_p, cfg.max_new_tokens, cfg.batch_size, path, cfg.resume,
+                                             not cfg.quiet, cfg.seed, name, workers=cfg.workers, **sandbox_kwargs)
         s = summaries[name]
         if cfg.oracle:
             s["problems_per_minute"] = None          # grading only: a speed would mean nothing

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -87,6 +88,8 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
                                  "or a code block); 0 = binary reward, which makes Eq. 5 a no-op"})
     # --- data
     train_data: str = field(default="synthetic", metadata={"help": "data.py benchmark to train on (train split)"})
+    allow_test_training: bool = field(default=False, metadata={"help": "allow --train_data to be a benchmark "
+                                      "without a training split (trains on its test set: contaminated scores)"})
     train_levels: str = field(default="1,2,3,4,5", metadata={"help": "synthetic: levels (steps) to train on"})
     num_train: int = field(default=0, metadata={"help": "training questions (0 = all)"})
     val_data: str = field(default="synthetic", metadata={"help": "benchmark for each agent's ability [gamma]"})
@@ -163,53 +166,105 @@ PRESETS = {
 
 
 class ConfigError(ValueError):
-    """A bad setting, found before any model is loaded."""
+    """A bad setting, found before any model is loaded; its message is one line naming the setting."""
+
+
+# Benchmarks that have a training split (data.load_benchmark(split="train")). Every other one is a test set:
+# training on it would report a contaminated score, so it is refused unless --allow_test_training says so.
+TRAIN_SPLITS = ("synthetic", "gsm8k", "math")
+MAX_AGENTS = 99     # idea3.stage_seed gives each stage 100 seeds, one per agent: agents 0..99 never collide
 
 
 def check_config(cfg: Config) -> None:
-    """Fail at start, with one line, on settings that cannot work."""
-    def fail(msg):
-        raise ConfigError(msg)
-    if cfg.method not in ("ilr", "grpo"):
-        fail(f"--method must be 'ilr' or 'grpo', got {cfg.method!r}")
-    if cfg.interaction not in irt.INTERACTIONS:
-        fail(f"--interaction must be one of {', '.join(irt.INTERACTIONS)}, got {cfg.interaction!r}")
-    if not 0.0 <= cfg.cooperation_ratio <= 1.0:
-        fail(f"--cooperation_ratio must be in [0, 1], got {cfg.cooperation_ratio}")
-    if cfg.num_generations < 2:
-        fail(f"--num_generations must be >= 2: GRPO compares a question's answers with each other (got "
-             f"{cfg.num_generations})")
-    if cfg.method == "ilr" and cfg.num_agents < 2:
-        fail(f"--method ilr needs --num_agents >= 2 (got {cfg.num_agents}); use --method grpo for one agent")
-    names = model_names(cfg)
-    given = cfg.models.split(",")
-    if len(given) > 1 and len(given) != cfg.num_agents:
-        fail(f"--models names {len(given)} models but --num_agents is {cfg.num_agents} (give one, or one per agent)")
-    for name in set(names):
+    """Every field of Config, checked in one place: fail at start, with one line, on a setting that cannot work.
+    One rule per field or group of fields (tests/test_ilr.py has a bad value for each)."""
+    def need(ok: bool, msg: str):
+        if not ok:
+            raise ConfigError(msg)
+
+    def positive(*names):           # counts that must be >= 1
+        for name in names:
+            need(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
+
+    def finite(*names):             # argparse's float() accepts "nan" and "inf": no setting means them
+        for name in names:
+            need(math.isfinite(getattr(cfg, name)), f"--{name} must be a finite number, got {getattr(cfg, name)}")
+
+    finite("cooperation_ratio", "format_reward", "irt_scale", "irt_threshold", "learning_rate", "beta", "epsilon",
+           "epsilon_high", "max_grad_norm", "temperature")
+    # --- method and ablations
+    need(cfg.method in ("ilr", "grpo"), f"--method must be 'ilr' or 'grpo', got {cfg.method!r}")
+    need(1 <= cfg.num_agents <= MAX_AGENTS, f"--num_agents must be in 1..{MAX_AGENTS}, got {cfg.num_agents}")
+    need(cfg.method == "grpo" or cfg.num_agents >= 2,
+         f"--method ilr needs --num_agents >= 2 (got {cfg.num_agents}); use --method grpo for one agent")
+    given = [n.strip() for n in cfg.models.split(",")]
+    need(all(given), f"--models must name one model, or one per agent, without empty names (got {cfg.models!r})")
+    need(len(given) in (1, cfg.num_agents),
+         f"--models names {len(given)} models but --num_agents is {cfg.num_agents} (give one, or one per agent)")
+    for name in set(given):
         try:
             if name != "tiny":
                 llm.model_source(name)                         # the names llm.load_model accepts: the same test
         except llm.ModelError:
-            fail(f"unknown model {name!r}: not the embedded {llm.EMBEDDED!r}, 'tiny', a directory or a Hub id "
-                 f"(owner/name)")
-    if cfg.torch_dtype not in llm.TORCH_DTYPES:
-        fail(f"--torch_dtype must be one of {', '.join(llm.TORCH_DTYPES)}, got {cfg.torch_dtype!r}")
+            need(False, f"unknown model {name!r}: not the embedded {llm.EMBEDDED!r}, 'tiny', a directory or a Hub "
+                        f"id (owner/name)")
+    # --- device and precision
+    need(cfg.torch_dtype in llm.TORCH_DTYPES,
+         f"--torch_dtype must be one of {', '.join(llm.TORCH_DTYPES)}, got {cfg.torch_dtype!r}")
     try:
         llm.pick_precision(llm.pick_device(cfg.device), cfg.bf16, cfg.fp16)   # e.g. --bf16 on a T4: refused here
     except llm.ModelError as e:
-        fail(str(e))
+        need(False, str(e))
+    need(cfg.interaction in irt.INTERACTIONS,
+         f"--interaction must be one of {', '.join(irt.INTERACTIONS)}, got {cfg.interaction!r}")
+    need(0.0 <= cfg.cooperation_ratio <= 1.0, f"--cooperation_ratio must be in [0, 1], got {cfg.cooperation_ratio}")
     stages = cfg.train_stages.split(",")
-    if not set(stages) <= {"sharing", "fusion"} or not stages:
-        fail(f"--train_stages must be 'fusion', 'sharing' or 'sharing,fusion', got {cfg.train_stages!r}")
-    for name in [cfg.train_data, cfg.val_data] + cfg.eval_benchmarks.split(","):
-        if name not in data.BENCHMARKS:
-            fail(f"unknown benchmark {name!r}; choose from {', '.join(data.BENCHMARKS)}")
-    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
-        fail(f"--data_dir {cfg.data_dir}: no such directory")
-    if cfg.loss_type not in ("grpo", "dapo") or cfg.scale_rewards not in ("std", "none"):
-        fail(f"--loss_type must be grpo|dapo and --scale_rewards std|none (got {cfg.loss_type}, {cfg.scale_rewards})")
-    if cfg.max_steps < 1 or cfg.questions_per_step < 1 or cfg.save_steps < 1:
-        fail("--max_steps, --questions_per_step and --save_steps must be >= 1")
+    need(bool(stages) and set(stages) <= {"sharing", "fusion"} and len(set(stages)) == len(stages),
+         f"--train_stages must be 'fusion', 'sharing' or 'sharing,fusion', got {cfg.train_stages!r}")
+    need(cfg.format_reward >= 0, f"--format_reward must be >= 0, got {cfg.format_reward}")
+    # --- data
+    for flag, names in (("train_data", [cfg.train_data]), ("val_data", [cfg.val_data]),
+                        ("eval_benchmarks", cfg.eval_benchmarks.split(","))):
+        for name in names:
+            need(name in data.BENCHMARKS, f"--{flag}: unknown benchmark {name!r}; choose from "
+                                          f"{', '.join(data.BENCHMARKS)}")
+    need(cfg.train_data in TRAIN_SPLITS or cfg.allow_test_training,
+         f"--train_data {cfg.train_data} has no training split (only {', '.join(TRAIN_SPLITS)} do): training on "
+         f"its test split contaminates every score on it; pass --allow_test_training if that is what you want")
+    levels = cfg.train_levels.split(",")
+    need(all(x.strip().isdigit() and int(x) >= 1 for x in levels),
+         f"--train_levels must be comma-separated step counts >= 1 (e.g. '1,2'), got {cfg.train_levels!r}")
+    need(cfg.num_train >= 0, f"--num_train must be >= 0 (0 = all), got {cfg.num_train}")
+    need(cfg.num_val >= 1, f"--num_val must be >= 1 (the ability γ is a mean over them), got {cfg.num_val}")
+    need(cfg.data_dir is None or Path(cfg.data_dir).is_dir(), f"--data_dir {cfg.data_dir}: no such directory")
+    # --- IRT / self-ranking
+    need(cfg.irt_scale > 0, f"--irt_scale must be > 0, got {cfg.irt_scale}")
+    need(0.0 < cfg.irt_threshold < 1.0, f"--irt_threshold must be in (0, 1) (a probability), got {cfg.irt_threshold}")
+    need(cfg.rank_group_size >= 2, f"--rank_group_size must be >= 2 (a ranking needs two questions), got "
+                                   f"{cfg.rank_group_size}")
+    positive("rank_splits")
+    # --- GRPO
+    positive("max_steps", "questions_per_step")
+    need(cfg.num_generations >= 2, f"--num_generations must be >= 2: GRPO compares a question's answers with each "
+                                   f"other (got {cfg.num_generations})")
+    need(cfg.learning_rate > 0, f"--learning_rate must be > 0, got {cfg.learning_rate}")
+    need(cfg.beta >= 0, f"--beta must be >= 0 (0 = no reference model), got {cfg.beta}")
+    need(0 < cfg.epsilon < 1, f"--epsilon must be in (0, 1) (the ratio is clipped to [1 - epsilon, ...]), got "
+                              f"{cfg.epsilon}")
+    need(cfg.epsilon_high > 0, f"--epsilon_high must be > 0, got {cfg.epsilon_high}")
+    need(cfg.loss_type in ("grpo", "dapo"), f"--loss_type must be 'grpo' or 'dapo', got {cfg.loss_type!r}")
+    need(cfg.scale_rewards in ("std", "none"), f"--scale_rewards must be 'std' or 'none', got {cfg.scale_rewards!r}")
+    need(cfg.max_grad_norm >= 0, f"--max_grad_norm must be >= 0 (0 = no clipping), got {cfg.max_grad_norm}")
+    positive("micro_batch_size", "max_completion_length", "peer_token_budget")
+    need(cfg.temperature > 0, f"--temperature must be > 0: training samples G different answers (got "
+                              f"{cfg.temperature})")
+    # --- evaluation
+    need(cfg.eval_limit >= 0, f"--eval_limit must be >= 0 (0 = all), got {cfg.eval_limit}")
+    positive("eval_max_new_tokens")
+    # --- run
+    need(bool(cfg.output_dir.strip()), "--output_dir must not be empty")
+    positive("save_steps", "log_transcript_steps", "batch_size")
+    need(cfg.seed >= 0, f"--seed must be >= 0 (numpy's seeds are non-negative), got {cfg.seed}")
 
 
 def model_names(cfg: Config) -> list[str]:
@@ -337,6 +392,12 @@ def step_questions(num_questions: int, step: int, B: int, seed: int) -> list[int
 
 
 def step_seed(seed: int, step: int) -> int:
+    """The seed of step `step`'s random choices; idea3.stage_seed derives one per (stage, agent) from it,
+    step_seed * 1000 + 100 * stage + agent, so no two (step, stage, agent) draws share a seed (agents < 100).
+
+    >>> [idea3.stage_seed(step_seed(0, s), "sharing", i) for s in (0, 1) for i in (0, 1)]
+    [0, 1, 1000, 1001]
+    """
     return (seed * 1_000_003 + step) % (2 ** 31)
 
 
@@ -426,7 +487,7 @@ def generate_groups(cfg: Config, agents: list[Agent], questions: list[dict], mod
         for i, agent in enumerate(agents):
             out = llm.generate(agent.model, agent.tokenizer, prompts, n=G, temperature=cfg.temperature,
                                max_new_tokens=cfg.max_completion_length, batch_size=cfg.batch_size,
-                               seed=seed + i)
+                               seed=idea3.stage_seed(seed, "sharing", i))   # as ILR's Sharing: unique per (s, i)
             groups += [Group("alone", i, b, rec, [out.prompt_ids[b]] * G, out.completion_ids[b], out.texts[b])
                        for b, rec in enumerate(questions)]
         return groups, [], {}
@@ -463,15 +524,19 @@ def peer_sets(groups: list[Group]) -> list[list[int]]:
 # ----------------------------------------------------------------------------------------------------------
 
 def save_checkpoint(run: Path, agents: list[Agent], step: int) -> None:
-    """Weights, optimizer states and RNG states after `step` steps; written aside, then renamed (atomic)."""
-    tmp, final = run / "checkpoint.tmp", run / "checkpoint"
+    """Weights, optimizer states and RNG states after `step` steps; written aside, then swapped in by renames.
+
+    state.pt is written last, and itself through a rename, so a folder holding it is complete. A crash leaves
+    a complete `checkpoint`, or (between the two renames) a complete `checkpoint.tmp` and `checkpoint.old`:
+    `find_checkpoint` takes the newest complete one."""
+    tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for i, a in enumerate(agents):
         torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict()}, tmp / f"agent{i}.pt")
     torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                "python": random.getstate()}, tmp / "state.pt")
-    old = run / "checkpoint.old"
+                "python": random.getstate()}, tmp / "state.pt.part")
+    os.replace(tmp / "state.pt.part", tmp / "state.pt")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -479,14 +544,40 @@ def save_checkpoint(run: Path, agents: list[Agent], step: int) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def find_checkpoint(run: Path) -> Path | None:
+    """RUN/checkpoint after repairing what a crash inside `save_checkpoint` left; None if no complete one.
+
+    Newest first: `checkpoint` (the swap finished), `checkpoint.tmp` (written, not yet renamed), then
+    `checkpoint.old` (the previous one, moved aside). Incomplete folders (no state.pt) are ignored."""
+    final, tmp, old = run / "checkpoint", run / "checkpoint.tmp", run / "checkpoint.old"
+    for folder in (final, tmp, old):
+        if (folder / "state.pt").is_file():
+            if folder != final:
+                shutil.rmtree(final, ignore_errors=True)
+                folder.rename(final)
+                print(f"[ilr] recovered the checkpoint from {folder.name} (a crash interrupted the last save)")
+            for leftover in (tmp, old):
+                shutil.rmtree(leftover, ignore_errors=True)
+            return final
+    return None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """Steps done by the checkpoint, read without loading a model."""
+    return torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=False)["step"]
+
+
 def load_checkpoint(run: Path, agents: list[Agent]) -> int:
-    """Restore agents and RNGs; returns the number of steps already done."""
+    """Restore agents and RNGs; returns the number of steps already done.
+
+    map_location="cpu": a checkpoint written on a GPU loads on a machine without one; load_state_dict then copies
+    each tensor to its parameter's device and dtype (the optimizer's states too), wherever the agents live."""
     ck = run / "checkpoint"
     for i, a in enumerate(agents):
-        state = torch.load(ck / f"agent{i}.pt", weights_only=False)
+        state = torch.load(ck / f"agent{i}.pt", map_location="cpu", weights_only=False)
         a.model.load_state_dict(state["model"])
         a.optimizer.load_state_dict(state["optimizer"])
-    state = torch.load(ck / "state.pt", weights_only=False)
+    state = torch.load(ck / "state.pt", map_location="cpu", weights_only=False)
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
@@ -496,6 +587,61 @@ def load_checkpoint(run: Path, agents: list[Agent]) -> int:
 def append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def cut_metrics(path: Path, steps: int) -> None:
+    """Keep the metrics rows of the first `steps` steps (the checkpoint's). Rows are written before the
+    checkpoint, so after a crash the file may run ahead of it; the resumed steps write those rows again."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:                          # a torn last line
+            break
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= steps:
+            keep.append(line + "\n")
+    part = path.with_name(path.name + ".part")
+    part.write_text("".join(keep))
+    os.replace(part, path)
+
+
+def lock_run(run: Path) -> Path:
+    """Take RUN/lock (our pid) so that two processes never write one run directory; one line if it is held.
+    A lock left by a process that no longer exists (killed, machine rebooted) is taken over."""
+    lock = run / "lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.is_file() else ""
+            pid = int(text) if text.isdigit() else None
+            if pid is not None and pid_alive(pid):
+                raise ConfigError(f"{run} is in use by process {pid} ({lock}); wait for it to finish or stop it "
+                                  f"(delete {lock} if that process is no ilr.py run)") from None
+            print(f"[ilr] taking over {lock} left by process {pid or '?'}, which no longer runs", flush=True)
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise ConfigError(f"{run}: could not take {lock}; another process is starting in this directory")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                             # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:                         # exists, belongs to another user
+        return True
+    return True
+
+
+def unlock_run(lock: Path) -> None:
+    if lock.is_file() and lock.read_text().strip() == str(os.getpid()):
+        lock.unlink()
 
 
 def format_line(m: dict, M: int) -> str:
@@ -538,11 +684,38 @@ def irt_needed(cfg: Config) -> bool:
     return cfg.method == "ilr" and cfg.interaction == "dynamic"
 
 
-def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[dict], run: Path):
-    """γ_i per agent and D_q per training question (cached on disk by irt.py; stored in the run dir too)."""
-    path = run / "irt.json"
-    if path.exists():
+def digest(value) -> str:
+    """A short hash of JSON-able data (the records a cached result was computed from).
+
+    >>> digest([{"q": 1}]) == digest([{"q": 1}]), digest([{"q": 1}]) == digest([{"q": 2}])
+    (True, False)
+    """
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cached(path: Path, inputs: dict) -> dict | None:
+    """The JSON object cached at `path` if it records exactly `inputs` (what it was computed from), else None:
+    a result computed for other settings, models or data is never reused."""
+    try:
         saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    inputs = json.loads(json.dumps(inputs, default=str))          # compare as it reads back (tuples -> lists)
+    return saved if isinstance(saved, dict) and saved.get("inputs") == inputs else None
+
+
+def irt_cache_inputs(cfg: Config, train: list[dict], val: list[dict]) -> dict:
+    """Everything γ and D_q depend on (batch_size only batches the same work)."""
+    return {"measured": irt_needed(cfg), "models": model_names(cfg), "seed": cfg.seed,
+            "eval_max_new_tokens": cfg.eval_max_new_tokens, "rank_group_size": cfg.rank_group_size,
+            "rank_splits": cfg.rank_splits, "train": digest([r["question"] for r in train]),
+            "val": digest([[r["question"], r["answer"]] for r in val])}
+
+
+def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[dict], run: Path):
+    """γ_i per agent and D_q per training question, cached in RUN/irt.json with the inputs they came from."""
+    path, inputs = run / "irt.json", irt_cache_inputs(cfg, train, val)
+    if (saved := cached(path, inputs)) is not None:
         return np.array(saved["difficulty"]), saved["abilities"]
     if not irt_needed(cfg):  # modes do not depend on them: skip the cost
         difficulty, abilities, stats = np.full(len(train), 0.5), [0.5] * len(agents), {"skipped": True}
@@ -553,14 +726,25 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
                                                     [r["question"] for r in train],
                                                     group_size=cfg.rank_group_size, num_splits=cfg.rank_splits,
                                                     seed=cfg.seed, batch_size=cfg.batch_size)
-    path.write_text(json.dumps({"abilities": abilities, "difficulty": list(map(float, difficulty)),
-                                "stats": stats}, default=str))
+    path.write_text(json.dumps({"inputs": inputs, "abilities": abilities,
+                                "difficulty": list(map(float, difficulty)), "stats": stats}, default=str))
     return difficulty, abilities
+
+
+def eval_cache_inputs(cfg: Config, tag: str, agent: int, records: list[dict]) -> dict:
+    """What one evaluation file depends on: the model (base: its name and seed; trained: every setting that
+    shapes training, which --resume cannot change, and the step), the answer length and the questions."""
+    model = {"name": model_names(cfg)[agent], "seed": cfg.seed}
+    if tag != "base":
+        model |= {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE} | {"tag": tag}
+    return {"model": model, "eval_max_new_tokens": cfg.eval_max_new_tokens,
+            "records": digest([[r["id"], r["question"], r["answer"]] for r in records])}
 
 
 def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dict:
     """Each agent ALONE on each evaluation benchmark (the paper's test protocol: pass@1, greedy).
-    Before training (tag "base"), agents loaded from the same model are identical: evaluated once."""
+    Before training (tag "base"), agents loaded from the same model are identical: evaluated once.
+    RUN/eval/<tag>-agent<i>-<benchmark>.jsonl is continued only if its .inputs.json matches (else redone)."""
     results = {}
     names = model_names(cfg)
     for name in cfg.eval_benchmarks.split(","):
@@ -573,11 +757,20 @@ def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dic
             a.model.eval()
             out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
+            stamp, inputs = out.with_suffix(".inputs.json"), eval_cache_inputs(cfg, tag, i, records)
+            if cached(stamp, inputs) is None:                # computed from something else, or never: start over
+                out.unlink(missing_ok=True)
+                stamp.write_text(json.dumps({"inputs": inputs}, default=str))
             summary = evaluate.evaluate_model(a.model, a.tokenizer, records, max_new_tokens=cfg.eval_max_new_tokens,
                                               batch_size=cfg.batch_size, out_path=out, resume=True,
                                               progress=True, name=name)
             results[f"agent{i}/{name}"] = summary["pass@1"]
     return results
+
+
+def base_cache_inputs(cfg: Config) -> dict:
+    return {"models": model_names(cfg), "seed": cfg.seed, "eval_benchmarks": cfg.eval_benchmarks,
+            "eval_limit": cfg.eval_limit, "eval_max_new_tokens": cfg.eval_max_new_tokens, "data_dir": cfg.data_dir}
 
 
 def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
@@ -594,11 +787,20 @@ def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
 # main: parse, check, load, (resume), train, evaluate
 # ----------------------------------------------------------------------------------------------------------
 
+# What `--resume RUN` may change: how long to train, what to evaluate and how, how often to log and save, and
+# how generation is batched and where it runs. Everything else shapes the training itself, so a resumed run with
+# another value would be neither the saved run nor a new one; it is refused before anything is written.
+RESUMABLE = {"max_steps", "eval_benchmarks", "eval_limit", "eval_base", "save_steps", "log_transcript_steps",
+             "batch_size", "device", "bf16", "fp16"}   # (the last three: where the run computes, not what)
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
-    parser = argparse.ArgumentParser(description="ILR co-training (arXiv 2509.26306)",
+    parser = argparse.ArgumentParser(prog="ilr.py", description="ILR co-training (arXiv 2509.26306)",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (demo, gpu-small)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config; "
+                        "only " + ", ".join(f"--{k}" for k in sorted(RESUMABLE & {f.name for f in fields(Config)}))
+                        + " may change")
     for f in fields(Config):  # --num_generations and --num-generations both work
         names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
         if f.type in ("bool", bool):
@@ -609,47 +811,92 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
             parser.add_argument(*names, dest=f.name, type=kind, default=None, help=f.metadata["help"])
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
-    if args.resume:
-        run = Path(args.resume)
-        if not (run / "config.json").is_file():
-            raise ConfigError(f"--resume {run}: no config.json there (not a run directory)")
-        cfg = Config(**json.loads((run / "config.json").read_text()) | given)
-        return cfg, run
-    cfg = Config(**(PRESETS.get(args.preset, {}) | given))
-    return cfg, None
+    if not args.resume:
+        return Config(**(PRESETS.get(args.preset, {}) | given)), None
+    run = Path(args.resume)
+    if not (run / "config.json").is_file():
+        raise ConfigError(f"--resume {run}: no config.json there (not a run directory)")
+    if args.preset:
+        raise ConfigError(f"--preset with --resume: the run continues with its own saved config ({run}/config.json)")
+    try:
+        saved = json.loads((run / "config.json").read_text())
+        unknown = set(saved) - {f.name for f in fields(Config)}
+    except (ValueError, TypeError):
+        raise ConfigError(f"--resume {run}: config.json is not a JSON object of settings") from None
+    if unknown:
+        raise ConfigError(f"--resume {run}: config.json has settings this ilr.py does not know "
+                          f"({', '.join(sorted(unknown))}); it was written by another version")
+    if "output_dir" in given and Path(given.pop("output_dir")).resolve() != run.resolve():
+        raise ConfigError(f"--output_dir with --resume {run}: the run continues in its own directory; leave "
+                          f"--output_dir out")
+    defaults = Config()
+    changed = sorted(k for k, v in given.items() if v != saved.get(k, getattr(defaults, k)))
+    refused = [k for k in changed if k not in RESUMABLE]
+    if refused:
+        k = refused[0]
+        raise ConfigError(f"--resume {run}: --{k} cannot change mid-run (saved {saved.get(k, getattr(defaults, k))!r}, "
+                          f"given {given[k]!r}); only --{', --'.join(sorted(RESUMABLE & set(saved)))} may; "
+                          f"start a new run for the rest")
+    return Config(**(saved | given | {"output_dir": str(run)})), run
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The command line; a bad setting, model or data file ends it with one line (exit 2), not a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plot"]:  # plot RUN (its curves.png) | plot RUN_A RUN_B ... (compare.png beside them)
         runs = [Path(a) for a in argv[1:]] or [Path("runs/demo")]
         return plot_run(runs[0]) if len(runs) == 1 else compare_runs(runs)
     try:
-        cfg, resume = parse_args(argv)
-        check_config(cfg)
-    except ConfigError as e:
-        sys.exit(f"ilr.py: error: {e}")
+        return run_training(argv)
+    except (ConfigError, data.DataError, llm.ModelError) as e:
+        print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def run_training(argv: list[str]) -> dict:
+    cfg, resume = parse_args(argv)
+    check_config(cfg)
+    run = resume or Path(cfg.output_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    lock = lock_run(run)                      # from here on this process is the only writer of `run`
+    try:
+        return train_and_evaluate(cfg, run, resume is not None)
+    finally:
+        unlock_run(lock)
+
+
+def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
+    checkpoint = find_checkpoint(run)
+    if not resuming and checkpoint is not None:
+        raise ConfigError(f"{run} holds a run already; continue it with --resume {run} or choose another --output_dir")
+    done = checkpoint_step(checkpoint) if checkpoint else 0
+    if done > cfg.max_steps:
+        raise ConfigError(f"--max_steps {cfg.max_steps} is below the {done} steps {run}/checkpoint holds already")
+    if resuming and checkpoint is None:
+        print(f"[ilr] {run} has no checkpoint (stopped before the first save): starting again at step 0", flush=True)
+    train, val = load_training_data(cfg)
+    if done and cached(run / "irt.json", irt_cache_inputs(cfg, train, val)) is None:
+        raise ConfigError(f"{run}/irt.json does not match this run's models and data (changed since step 1?); "
+                          f"γ and D_q cannot be measured again on trained agents: start a new run")
+    # Nothing was written before this point: a refused setting leaves the run directory as it was.
+    cut_metrics(run / "metrics.jsonl", done)
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    run = resume or Path(cfg.output_dir)
-    if resume is None and (run / "checkpoint").exists():
-        sys.exit(f"ilr.py: error: {run} holds a run already; continue it with --resume {run} "
-                 f"or choose another --output_dir")
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     print(f"[ilr] run directory {run} | method={cfg.method} agents={model_names(cfg)} "
-          f"interaction={cfg.interaction} calibration={cfg.calibration}", flush=True)
+          f"interaction={cfg.interaction} calibration={cfg.calibration}"
+          + (f" | resuming after step {done}" if done else ""), flush=True)
 
-    train, val = load_training_data(cfg)
     agents = make_agents(cfg)
-    done = load_checkpoint(run, agents) if (run / "checkpoint").exists() else 0
-    base = {}
-    if cfg.eval_base and done == 0 and not (run / "base.json").exists():  # before any update: the base row
+    if checkpoint is not None:
+        load_checkpoint(run, agents)
+    base = (cached(run / "base.json", base_cache_inputs(cfg)) or {}).get("results", {})
+    if cfg.eval_base and done == 0 and not base:  # before any update: the base row
         base = evaluate_alone(cfg, agents, run, "base")
-        (run / "base.json").write_text(json.dumps(base))
-    elif (run / "base.json").exists():
-        base = json.loads((run / "base.json").read_text())
+        (run / "base.json").write_text(json.dumps({"inputs": base_cache_inputs(cfg), "results": base}))
+    elif cfg.eval_base and not base:
+        print("[ilr] no base row: the untrained models were evaluated on other benchmarks or settings", flush=True)
     difficulty, abilities = irt_inputs(cfg, agents, train, val, run)
     if not irt_needed(cfg):
         print(f"[ilr] IRT not measured: the modes of --method {cfg.method} --interaction {cfg.interaction} do not "

@@ -223,6 +223,27 @@ def test_pass_at_k_by_hand():
         pass_at_k(3, 4, 1)
 
 
+def test_evaluate_records_reports_pass_at_k_computed_by_hand():
+    """3 problems x 4 samples with scripted answers: correct counts c = 3, 1, 0 (and levels 1, 1, 2).
+    pass@1 = mean c/n = (3/4 + 1/4 + 0)/3 = 1/3; pass@2 = mean 1 - C(n-c,2)/C(4,2) = (1 + 1/2 + 0)/3 = 1/2;
+    pass@4 = (1 + 1 + 0)/3 = 2/3; by level: 1 -> (3/4 + 1/4)/2 = 1/2, 2 -> 0."""
+    records = [{"id": str(i), "kind": "math", "question": f"{i} + 1?", "answer": str(i + 1),
+                "meta": {"benchmark": "synthetic", "level": 1 if i < 2 else 2}} for i in range(3)]
+    right = {"0": [1, 1, 1, 0], "1": [0, 0, 1, 0], "2": [0, 0, 0, 0]}
+
+    def complete(batch, n):
+        texts = [[f"\\boxed{{{int(r['answer']) + (0 if ok else 7)}}}" for ok in right[r["id"]]] for r in batch]
+        return texts, [[1] * n for _ in batch], [[True] * n for _ in batch]
+    s = evaluate.evaluate_records(records, complete, samples=4)
+    assert (s["pass@1"], s["pass@2"], s["pass@4"]) == (33.33, 50.0, 66.67)
+    assert s["pass@1_by_level"] == {"1": 50.0, "2": 0.0} and s["reasons"] == {"passed": 4, "wrong": 8}
+
+
+def test_summarize_of_greedy_rows_is_the_share_correct():
+    rows = [{"num_correct": c, "reason": "passed" if c else "wrong", "level": None} for c in (1, 0, 0, 1, 1)]
+    assert evaluate.summarize(rows, 1)["pass@1"] == 60.0 and evaluate.summarize([], 1)["pass@1"] is None
+
+
 def test_derangement_moves_every_item_and_is_deterministic():
     for n in (2, 3, 10, 101):
         partner = evaluate.derangement(n, seed=1)
@@ -312,11 +333,16 @@ def test_evaluate_model_with_the_tiny_model_writes_one_line_per_item(tmp_path):
     records = data.synthetic_problems(3, seed=0, levels=(1, 2))
     summary = evaluate.evaluate_model(model, tokenizer, records, max_new_tokens=8, batch_size=2,
                                       out_path=tmp_path / "synthetic.jsonl", name="synthetic")
-    assert summary["items"] == 3 and 0.0 <= summary["pass@1"] <= 100.0
-    assert set(summary["pass@1_by_level"]) == {"1", "2"}
     rows = evaluate.read_jsonl(tmp_path / "synthetic.jsonl")
-    assert [r["id"] for r in rows] and len(rows) == 3
+    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in records)
     assert all(0 < r["completion_tokens"] <= 8 and r["reason"] in evaluate.MATH_REASONS for r in rows)
+    assert all(r["correct"] == evaluate.grade_record(r["completion"], rec).correct    # each row graded ...
+               for r, rec in zip(sorted(rows, key=lambda r: r["id"]), sorted(records, key=lambda r: r["id"])))
+    by_id = {r["id"]: r for r in rows}                                                 # ... and summed by hand
+    assert summary["items"] == 3 and summary["pass@1"] == round(100 * sum(r["correct"] for r in rows) / 3, 2)
+    assert summary["pass@1_by_level"] == {
+        str(level): round(100 * sum(by_id[r["id"]]["correct"] for r in records if r["meta"]["level"] == level)
+                          / sum(r["meta"]["level"] == level for r in records), 2) for level in (1, 2)}
 
 
 def test_evaluate_model_pass_at_k_with_samples(tmp_path):
@@ -338,7 +364,7 @@ def test_cli_with_the_tiny_model(tmp_path):
     assert result["benchmarks"]["synthetic"]["items"] == 2
 
 
-def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path):
+def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path, capsys):
     """--mode debate|idea3 --model a,b: Table 4 through idea3.compare, one accuracy per agent and mode."""
     folder = tmp_path / "data" / "gsm8k"
     folder.mkdir(parents=True)
@@ -349,5 +375,100 @@ def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path
     accuracy = result["gsm8k"]["accuracy"]
     assert set(accuracy) == {"single", "debate"} and all(len(v) == 2 for v in accuracy.values())
     assert (tmp_path / "out" / "gsm8k-debate.json").is_file()
-    with pytest.raises(SystemExit, match="at least two comma-separated names"):
+    with pytest.raises(SystemExit):
         evaluate.main(["--model", "tiny", "--mode", "idea3", "--benchmarks", "gsm8k"])
+    assert "--mode idea3 needs --model with at least two comma-separated names" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ bad input: one line each
+
+def bad_files(tmp_path):
+    good = write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K_ROWS[:2])
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "binary.jsonl").write_bytes(bytes(range(256)) * 4)
+    return good
+
+
+BAD_EVAL_ARGS = [
+    (["--data-file", "{tmp}/empty.jsonl"], "no gsm8k records"),
+    (["--data-file", "{tmp}/list.json"], "no gsm8k records"),
+    (["--data-file", "{tmp}/binary.jsonl"], "not a UTF-8 text file"),
+    (["--data-file", "{tmp}/missing.jsonl"], "--data-file {tmp}/missing.jsonl: no such file"),
+    (["--data-file", "{tmp}/gsm8k.jsonl", "--benchmarks", "gsm8k,math500"], "--data-file holds one benchmark"),
+    (["--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere: no such directory"),
+    (["--samples", "0"], "--samples must be >= 1"),
+    (["--samples", "3"], "--samples 3 needs --temperature > 0"),
+    (["--benchmarks", ""], "--benchmarks must name at least one benchmark"),
+    (["--benchmarks", "gsm8k,gsm9k"], "--benchmarks: unknown benchmark 'gsm9k'"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
+    (["--limit", "0"], "--limit must be >= 1"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--temperature", "-1"], "--temperature must be >= 0"),
+    (["--temperature", "nan"], "--temperature must be a finite number"),
+    (["--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["--seed", "-2"], "--seed must be >= 0"),
+    (["--out", ""], "--out must not be empty"),
+    (["--oracle", "silver"], "--oracle must be 'gold' or 'shuffled'"),
+    (["--mode", "vote"], "--mode must be single, debate or idea3"),
+    (["--timeout", "0"], "--timeout must be > 0"),
+    (["--memory-mb", "0"], "--memory-mb must be"),
+    (["--model", ""], "--model must name a model"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_EVAL_ARGS)
+def test_cli_bad_input_is_one_line_before_any_model_loads(tmp_path, monkeypatch, capsys, args, message):
+    import llm
+    bad_files(tmp_path)
+    monkeypatch.setattr(llm, "load_model", lambda name: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(llm, "tiny_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    argv = ["--model", "tiny", "--benchmarks", "gsm8k", "--out", str(tmp_path / "out")]
+    argv += ["--data-file", str(tmp_path / "gsm8k.jsonl")] if "--data-file" not in args else []
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(argv + args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("evaluate.py: error: ") and err.count("\n") == 1, err
+    assert message.replace("{tmp}", str(tmp_path)) in err
+
+
+def test_every_eval_config_field_has_a_bad_value_in_the_table():
+    import dataclasses
+    covered = {a[2:].replace("-", "_") for args, _ in BAD_EVAL_ARGS for a in args if a.startswith("--")}
+    flags = {"resume", "quiet"}                                     # booleans: present or not
+    assert {f.name for f in dataclasses.fields(evaluate.EvalConfig)} - covered - flags == set()
+
+
+@pytest.mark.parametrize("last_line,message", [
+    ("null", "expected a result object"), ("[1, 2]", "got [1, 2]"),
+    ('{"id": "9", "num_correct": 1}', 'with "id", "n" >= 1'), ('{"id": "9", "n": 1, "num_correct": 2}', "0..n"),
+])
+def test_cli_resume_over_a_malformed_results_line_is_one_line(tmp_path, capsys, last_line, message):
+    data_file = write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K_ROWS)
+    common = ["--oracle", "gold", "--benchmarks", "gsm8k", "--data-file", str(data_file), "--out",
+              str(tmp_path / "out")]
+    evaluate.main(common + ["--limit", "2"])
+    with open(tmp_path / "out" / "gsm8k.jsonl", "a") as f:
+        f.write(last_line + "\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(common + ["--resume"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "gsm8k.jsonl:3: " in err and message in err and err.count("\n") == 1, err
+
+
+def test_cli_model_error_is_one_line(tmp_path, monkeypatch, capsys):
+    import llm
+
+    def load_model(name):
+        raise llm.ModelError(f"cannot load {name!r} from the Hugging Face Hub (offline or unknown id)")
+    monkeypatch.setattr(llm, "load_model", load_model)
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--model", "no-one/nothing", "--benchmarks", "gsm8k", "--data-file",
+                       str(write_jsonl(tmp_path / "g.jsonl", GSM8K_ROWS)), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("evaluate.py: error: cannot load 'no-one/nothing' from the Hugging Face Hub "
+                                       "(offline or unknown id)\n")

@@ -126,10 +126,14 @@ def test_ex2_interaction_flag_forces_one_mode_whatever_the_difficulty(monkeypatc
     assert metrics["ilr/cooperation_share"] == share and len(set(modes)) == 1
 
 
-def test_ex2_random_interaction_cooperates_with_probability_cooperation_ratio(monkeypatch):
-    metrics, modes, _ = stub_step(monkeypatch, ["--interaction", "random", "--cooperation_ratio", "0.25"],
-                                  no_answers, RECORDS10)
-    assert 0.0 <= metrics["ilr/cooperation_share"] <= 1.0
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.75, 1.0])
+def test_ex2_random_interaction_cooperates_with_probability_cooperation_ratio(monkeypatch, ratio):
+    records = data.synthetic_problems(200, seed=0, levels=(1,))
+    metrics, modes, _ = stub_step(monkeypatch, ["--interaction", "random", "--cooperation_ratio", str(ratio)],
+                                  no_answers, records)
+    share = metrics["ilr/cooperation_share"]
+    assert share == modes.count("cooperation") / 200
+    assert share == pytest.approx(ratio, abs=0.1)      # 200 draws: sd <= 0.035; 0.25 and 0.75 are 5 sd from 0.5
     draws = irt.assign_modes([0.5] * 4000, [0.5, 0.5], "random", cooperation_ratio=0.25, rng=0)
     assert draws.count("cooperation") / 4000 == pytest.approx(0.25, abs=0.02)
     with pytest.raises(ilr.ConfigError):

@@ -190,16 +190,24 @@ def test_multi_agent_answers_gives_one_answer_per_agent_per_record_in_every_mode
     assert len(generate_calls) == 2 + 2 + 2 * 2                              # alone, debate, analysis + fusion
 
 
-def test_debate_prompt_contains_the_other_agents_answer(tiny, generate_calls):
+def test_debate_prompt_contains_the_other_agents_answer(tiny, monkeypatch):
+    """The prompts debate_round hands to llm.generate: agent i's own answer as its own, the other's as the peer."""
+    seen = []
+    real = llm.generate
+
+    def recording(model, tokenizer, prompts, **kwargs):
+        seen.append(list(prompts))
+        return real(model, tokenizer, prompts, **kwargs)
+    monkeypatch.setattr(llm, "generate", recording)
     records = [idea3.as_record(QUESTIONS[0])]
     first = [["Agent one thinks the answer is 7."], ["Agent two thinks the answer is 8."]]
     idea3.multi_agent_answers([tiny, tiny], records, "debate", max_new_tokens=4, first_answers=first)
-    prompts = [p for _, p, _ in generate_calls]
-    assert len(generate_calls) == 2 and prompts == [1, 1]
-    model, tok = tiny
-    debate = [idea3.debate_prompt(records[0]["question"], first[i][0], [first[1 - i][0]]) for i in range(2)]
-    assert "Other agent's solution:\nAgent two thinks" in debate[0]
-    assert "Other agent's solution:\nAgent one thinks" in debate[1]
+    assert len(seen) == 2 and all(len(p) == 1 for p in seen)               # one call per agent, one prompt each
+    for i, own, other in [(0, first[0][0], first[1][0]), (1, first[1][0], first[0][0])]:
+        prompt = seen[i][0]
+        assert f"Your previous solution:\n{own}" in prompt and f"Other agent's solution:\n{other}" in prompt
+        assert prompt.count(own) == 1 and prompt.count(other) == 1          # nobody quotes itself as its peer
+        assert QUESTIONS[0] in prompt
 
 
 def test_copies_of_one_model_decoding_greedily_are_generated_once(tiny, generate_calls):

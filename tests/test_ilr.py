@@ -1,5 +1,6 @@
 """ilr.py: configuration errors before loading, the step's pieces, learning on an easy reward, exact resume."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,27 +16,112 @@ def run(tmp_path, *args, name="run"):
 
 # ---- bad configuration fails at start, in one line, before any model is loaded ----
 
-@pytest.mark.parametrize("args,message", [
-    (["--num_generations", "1"], "--num_generations must be >= 2"),
+# (argv, a fragment of the one-line message): at least one bad value for every field of ilr.Config
+BAD_SETTINGS = [
+    (["--device", "tpu"], "--device must be one of"),
+    (["--device", "cpu", "--bf16", "--fp16"], "--bf16 and --fp16 exclude each other"),
+    (["--torch_dtype", "float8"], "--torch_dtype must be one of"),
+    (["--method", "ppo"], "--method must be 'ilr' or 'grpo'"),
     (["--models", "no/such/dir/x.bin"], "unknown model 'no/such/dir/x.bin'"),
+    (["--models", "tiny,"], "without empty names"),
     (["--models", "tiny,tiny", "--num_agents", "3"], "--models names 2 models but --num_agents is 3"),
     (["--num_agents", "1"], "--method ilr needs --num_agents >= 2"),
-    (["--data_dir", "/no/such/folder"], "--data_dir /no/such/folder: no such directory"),
-    (["--train_data", "gsm9k"], "unknown benchmark 'gsm9k'"),
+    (["--num_agents", "0", "--method", "grpo"], "--num_agents must be in 1..99"),
+    (["--num_agents", "100"], "--num_agents must be in 1..99"),
     (["--interaction", "sometimes"], "--interaction must be one of"),
+    (["--cooperation_ratio", "1.5"], "--cooperation_ratio must be in [0, 1]"),
+    (["--cooperation_ratio", "nan"], "--cooperation_ratio must be a finite number"),
     (["--train_stages", "analysis"], "--train_stages must be"),
-])
+    (["--train_stages", "fusion,fusion"], "--train_stages must be"),
+    (["--format_reward", "-0.1"], "--format_reward must be >= 0"),
+    (["--train_data", "gsm9k"], "--train_data: unknown benchmark 'gsm9k'"),
+    (["--train_data", "math500"], "--train_data math500 has no training split"),
+    (["--train_data", "mbpp"], "pass --allow_test_training"),
+    (["--train_levels", "abc"], "--train_levels must be comma-separated step counts"),
+    (["--train_levels", "0"], "--train_levels must be comma-separated step counts"),
+    (["--num_train", "-5"], "--num_train must be >= 0"),
+    (["--val_data", "mathh"], "--val_data: unknown benchmark 'mathh'"),
+    (["--num_val", "0"], "--num_val must be >= 1"),
+    (["--data_dir", "/no/such/folder"], "--data_dir /no/such/folder: no such directory"),
+    (["--irt_scale", "0"], "--irt_scale must be > 0"),
+    (["--irt_threshold", "1"], "--irt_threshold must be in (0, 1)"),
+    (["--rank_group_size", "0"], "--rank_group_size must be >= 2"),
+    (["--rank_splits", "0"], "--rank_splits must be >= 1"),
+    (["--max_steps", "0"], "--max_steps must be >= 1"),
+    (["--questions_per_step", "0"], "--questions_per_step must be >= 1"),
+    (["--num_generations", "1"], "--num_generations must be >= 2"),
+    (["--learning_rate", "-1"], "--learning_rate must be > 0"),
+    (["--learning_rate", "inf"], "--learning_rate must be a finite number"),
+    (["--beta", "-0.1"], "--beta must be >= 0"),
+    (["--epsilon", "-1"], "--epsilon must be in (0, 1)"),
+    (["--epsilon_high", "0"], "--epsilon_high must be > 0"),
+    (["--loss_type", "ppo"], "--loss_type must be 'grpo' or 'dapo'"),
+    (["--scale_rewards", "group"], "--scale_rewards must be 'std' or 'none'"),
+    (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0"),
+    (["--micro_batch_size", "0"], "--micro_batch_size must be >= 1"),
+    (["--temperature", "0"], "--temperature must be > 0"),
+    (["--max_completion_length", "0"], "--max_completion_length must be >= 1"),
+    (["--peer_token_budget", "0"], "--peer_token_budget must be >= 1"),
+    (["--eval_benchmarks", ""], "--eval_benchmarks: unknown benchmark ''"),
+    (["--eval_benchmarks", "gsm8k,nope"], "--eval_benchmarks: unknown benchmark 'nope'"),
+    (["--eval_limit", "-1"], "--eval_limit must be >= 0"),
+    (["--eval_max_new_tokens", "0"], "--eval_max_new_tokens must be >= 1"),
+    (["--output_dir", " "], "--output_dir must not be empty"),
+    (["--save_steps", "0"], "--save_steps must be >= 1"),
+    (["--log_transcript_steps", "0"], "--log_transcript_steps must be >= 1"),
+    (["--batch_size", "0"], "--batch_size must be >= 1"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+]
+BOOLEAN_FIELDS = {"calibration", "gradient_checkpointing", "eval_base", "allow_test_training",
+                  "use_bias_correction_kl", "skip_zero_advantage_kl_approx", "shared_prefix"}  # argparse: on|off
+
+
+@pytest.mark.parametrize("args,message", BAD_SETTINGS)
 def test_bad_configuration_fails_before_loading_a_model(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.setattr(ilr, "make_agents", lambda cfg: pytest.fail("a model was loaded"))
+    argv = FAST + ["--output_dir", str(tmp_path / "run")] + args if "--output_dir" not in args else FAST + args
     with pytest.raises(SystemExit) as e:
-        run(tmp_path, *args)
-    assert str(e.value).startswith("ilr.py: error: ") and message in str(e.value)
-    assert "\n" not in str(e.value)
+        ilr.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("ilr.py: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()                      # nothing written
 
 
-def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path):
-    with pytest.raises(SystemExit, match="no config.json there"):
+def test_every_config_field_has_a_bad_value_in_the_table():
+    covered = {a[2:].replace("-", "_") for args, _ in BAD_SETTINGS for a in args if a.startswith("--")}
+    missing = {f.name for f in ilr.fields(ilr.Config)} - covered - BOOLEAN_FIELDS
+    assert not missing, f"add a rule to ilr.check_config and a row to BAD_SETTINGS for {sorted(missing)}"
+
+
+def test_every_preset_passes_the_checks():
+    for name in ilr.PRESETS:
+        ilr.check_config(ilr.parse_args(["--preset", name])[0])
+
+
+def test_training_on_a_test_split_needs_the_named_setting():
+    cfg, _ = ilr.parse_args(["--train_data", "math500", "--allow_test_training"])
+    ilr.check_config(cfg)                                        # allowed when asked for by name
+    ilr.check_config(ilr.parse_args(["--train_data", "gsm8k"])[0])  # gsm8k's train split: fine
+
+
+def test_model_and_data_errors_are_one_line_in_the_cli(tmp_path, monkeypatch, capsys):
+    import data
+    import llm
+    for error in (llm.ModelError("cannot load 'x/y' from the Hugging Face Hub"), data.DataError("f.jsonl:3: bad")):
+        def fail(cfg, error=error):
+            raise error
+        monkeypatch.setattr(ilr, "make_agents", fail)
+        with pytest.raises(SystemExit) as e:
+            run(tmp_path, name=type(error).__name__)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err == f"ilr.py: error: {error}\n"
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         ilr.main(["--resume", str(tmp_path)])
+    assert "no config.json there" in capsys.readouterr().err
 
 
 # ---- pieces ----
@@ -113,23 +199,138 @@ def weights(path):
     return torch.load(path, weights_only=False)["model"]
 
 
-def test_resume_continues_exactly(tmp_path):
-    args = ["--max_steps", "4", "--save_steps", "2", "--learning_rate", "1e-3", "--eval_limit", "1"]
+def mixed_rewards(groups, format_reward, correct=None):
+    """A deterministic reward that differs within every group of the random tiny model's answers (their token
+    ids spread over the whole vocabulary): the mean of (id mod 97) / 96. Every group then has a non-zero
+    advantage, so every step really updates the weights."""
+    return torch.tensor([[sum(t % 97 for t in c) / 96 / max(len(c), 1) for c in g.completion_ids] for g in groups])
+
+
+SMALL = ["--max_completion_length", "6", "--num_generations", "4", "--questions_per_step", "1",
+         "--learning_rate", "1e-3", "--eval_limit", "1", "--eval_max_new_tokens", "2", "--interaction", "random"]
+
+
+def metric_rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_times(rows):
+    return [{k: v for k, v in r.items() if "seconds" not in k and "per_second" not in k} for r in rows]
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """A run of 3 steps equals 2 steps + --resume + 1 step, weights and metrics, with real updates on every step
+    (a load_checkpoint that restored nothing, or only the weights, would differ)."""
+    monkeypatch.setattr(ilr, "group_rewards", mixed_rewards)
+    # --no-shared_prefix: bit-exact comparison. With the shared-prefix forward the resumed weights differ from the
+    # straight run's by ~1e-7 (float summation order in the backward of the cache's batch index), not by logic.
+    args = SMALL + ["--no-shared_prefix", "--max_steps", "3", "--save_steps", "2"]
     run(tmp_path, *args, name="straight")
-    run(tmp_path, *args[:1], "2", *args[2:], name="split")                     # 2 steps ...
-    ilr.main(["--resume", str(tmp_path / "split"), "--max_steps", "4"])         # ... + resume + 2 steps
+    run(tmp_path, *args[:-4], "--max_steps", "2", "--save_steps", "2", name="split")      # 2 steps ...
+    ilr.main(["--resume", str(tmp_path / "split"), "--max_steps", "3"])                   # ... + resume + 1 step
+    straight, split = metric_rows(tmp_path / "straight"), metric_rows(tmp_path / "split")
+    assert all(r["grad_norm"] > 0 and r["frac_reward_zero_std"] == 0 for r in straight)   # every step updates
+    assert without_times(straight) == without_times(split)
+    import llm
+    initial = llm.tiny_model(seed=0)[0].state_dict()
     for i in (0, 1):
         a = weights(tmp_path / "straight" / "checkpoint" / f"agent{i}.pt")
         b = weights(tmp_path / "split" / "checkpoint" / f"agent{i}.pt")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    straight = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
-    split = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda line: {k: v for k, v in json.loads(line).items() if "seconds" not in k and "per_second" not in k}
-    assert [strip(x) for x in straight] == [strip(x) for x in split]
-    assert weights(tmp_path / "straight" / "checkpoint" / "agent0.pt") is not None
+        assert not all(torch.equal(a[k], initial[k]) for k in a)                          # the weights moved
 
 
-def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path):
+def crash_at(monkeypatch, step_index):
+    """Make train_step raise at 0-based step `step_index` (a killed process, as far as the run dir can tell)."""
+    real = ilr.train_step
+
+    def train_step(cfg, agents, records, difficulty, abilities, step):
+        if step == step_index:
+            raise KeyboardInterrupt("killed")
+        return real(cfg, agents, records, difficulty, abilities, step)
+    monkeypatch.setattr(ilr, "train_step", train_step)
+
+
+def test_resume_after_a_crash_cuts_the_metrics_back_to_the_checkpoint(tmp_path, monkeypatch):
+    crash_at(monkeypatch, 2)                                      # step 3 runs, logs, is not saved (save_steps 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, *SMALL, "--max_steps", "4", "--save_steps", "2")
+    d = tmp_path / "run"
+    assert [r["step"] for r in metric_rows(d)] == [1, 2] and not (d / "lock").exists()
+    monkeypatch.undo()
+    crash_at(monkeypatch, 3)                                      # now step 3 logs, step 4 crashes
+    with pytest.raises(KeyboardInterrupt):
+        ilr.main(["--resume", str(d)])
+    assert [r["step"] for r in metric_rows(d)] == [1, 2, 3]       # a row ahead of the checkpoint (step 2)
+    monkeypatch.undo()
+    ilr.main(["--resume", str(d)])
+    assert [r["step"] for r in metric_rows(d)] == [1, 2, 3, 4]    # not [1, 2, 3, 3, 4]
+
+
+@pytest.mark.parametrize("crash_after", ["rename to old", "rename of tmp"])
+def test_a_crash_inside_save_checkpoint_resumes_from_what_it_left(tmp_path, monkeypatch, crash_after):
+    run(tmp_path, *SMALL, "--max_steps", "1", "--no-eval_base")
+    d = tmp_path / "run"
+    real_rename = Path.rename
+
+    def rename(self, target):                                     # the second save (step 2) dies between renames
+        if self.name == "checkpoint.tmp" or (crash_after == "rename to old" and self.name == "checkpoint"):
+            raise KeyboardInterrupt("killed")
+        return real_rename(self, target)
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        ilr.main(["--resume", str(d), "--max_steps", "2"])
+    monkeypatch.undo()
+    assert not (d / "checkpoint").exists() or crash_after == "rename to old"
+    expected = 1 if crash_after == "rename to old" else 2         # the newest complete checkpoint left
+    crash_at(monkeypatch, expected)                               # stop at the first step the resume runs
+    with pytest.raises(KeyboardInterrupt):
+        ilr.main(["--resume", str(d), "--max_steps", "3"])
+    assert ilr.checkpoint_step(d / "checkpoint") == expected and not (d / "checkpoint.old").exists()
+    assert [r["step"] for r in metric_rows(d)] == list(range(1, expected + 1))
+
+
+def test_resume_refuses_settings_that_shape_the_training_and_writes_nothing(tmp_path, capsys):
+    run(tmp_path, *SMALL, "--max_steps", "1", "--no-eval_base")
+    capsys.readouterr()
+    d = tmp_path / "run"
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    for args, message in [(["--num_agents", "3"], "--num_agents cannot change mid-run (saved 2, given 3)"),
+                          (["--seed", "1"], "--seed cannot change"), (["--method", "grpo"], "--method cannot"),
+                          (["--learning_rate", "0.5"], "--learning_rate cannot change"),
+                          (["--output_dir", str(tmp_path / "elsewhere")], "leave --output_dir out"),
+                          (["--preset", "demo"], "--preset with --resume")]:
+        with pytest.raises(SystemExit) as e:
+            ilr.main(["--resume", str(d)] + args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+    cfg, _ = ilr.parse_args(["--resume", str(d), "--max_steps", "5", "--eval_limit", "2", "--seed", "0",
+                             "--output_dir", str(d)])                 # resumable, or unchanged: accepted
+    assert (cfg.max_steps, cfg.eval_limit, cfg.output_dir) == (5, 2, str(d))
+
+
+def test_a_second_process_in_the_same_run_directory_is_refused(tmp_path, capsys):
+    import subprocess
+    d = tmp_path / "run"
+    d.mkdir()
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (d / "lock").write_text(str(holder.pid))
+        with pytest.raises(SystemExit) as e:
+            run(tmp_path, *SMALL, "--max_steps", "1")
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"is in use by process {holder.pid}" in err and err.count("\n") == 1
+        assert not (d / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run(tmp_path, *SMALL, "--max_steps", "1", "--no-eval_base")    # the holder is gone: its lock is taken over
+    assert "taking over" in capsys.readouterr().out and not (d / "lock").exists()
+    assert (d / "checkpoint" / "state.pt").is_file()
+
+
+def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path, capsys):
     out = run(tmp_path, "--max_steps", "2")
     d = tmp_path / "run"
     for name in ("config.json", "metrics.jsonl", "results.json", "results.md", "curves.png", "checkpoint/state.pt"):
@@ -140,8 +341,9 @@ def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path):
     saved = torch.load(d / "checkpoint" / "agent1.pt", weights_only=False)["model"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
     assert set(out["trained"]) == {"agent0/synthetic", "agent1/synthetic"}
-    with pytest.raises(SystemExit, match="holds a run already"):  # never overwrite a run by accident
+    with pytest.raises(SystemExit):                              # never overwrite a run by accident
         run(tmp_path, "--max_steps", "2")
+    assert "holds a run already" in capsys.readouterr().err
 
 
 def test_plot_of_several_runs_draws_one_comparison_and_names_a_missing_run(tmp_path):
@@ -155,3 +357,108 @@ def test_plot_of_several_runs_draws_one_comparison_and_names_a_missing_run(tmp_p
     assert out["plot"] == str(tmp_path / "compare.png") and (tmp_path / "compare.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="nothere/metrics.jsonl: no such file"):
         ilr.main(["plot", str(tmp_path / "a"), str(tmp_path / "nothere")])
+
+
+# ---- cached inputs record what they were computed from ----
+
+def test_irt_json_is_reused_only_for_the_same_inputs(tmp_path, monkeypatch):
+    import irt
+    calls = []
+    monkeypatch.setattr(irt, "estimate_ability", lambda *a, **k: calls.append("ability") or 0.3)
+    monkeypatch.setattr(irt, "estimate_difficulty", lambda models, questions, **k: (
+        calls.append("difficulty") or torch.linspace(0, 1, len(questions)).numpy(), {}))
+    agents = [ilr.Agent("a", None, None, None), ilr.Agent("b", None, None, None)]
+
+    def inputs(*argv):
+        cfg = ilr.parse_args(["--preset", "tiny"] + list(argv))[0]
+        train, val = ilr.load_training_data(cfg)
+        return ilr.irt_inputs(cfg, agents, train, val, tmp_path)
+    difficulty, abilities = inputs("--interaction", "competition")           # not needed: skipped, stored
+    assert calls == [] and abilities == [0.5, 0.5]
+    difficulty, abilities = inputs()                                         # dynamic: the skip is not reused
+    assert calls == ["ability", "ability", "difficulty"] and abilities == [0.3, 0.3]
+    inputs()                                                                 # same inputs: reused
+    assert len(calls) == 3
+    inputs("--num_val", "7")                                                 # other validation questions
+    inputs("--rank_splits", "2")                                             # other ranking
+    assert len(calls) == 9
+    inputs("--rank_splits", "2", "--batch_size", "3")                        # batching only: reused
+    assert len(calls) == 9
+
+
+def test_an_evaluation_file_is_continued_only_if_it_came_from_the_same_inputs(tmp_path, monkeypatch):
+    seen = []
+
+    def evaluate_model(model, tokenizer, records, out_path=None, **kwargs):
+        seen.append(Path(out_path).read_text() if Path(out_path).exists() else None)
+        Path(out_path).write_text("row\n")
+        return {"pass@1": 0.0}
+    monkeypatch.setattr(ilr.evaluate, "evaluate_model", evaluate_model)
+
+    class Model:
+        def eval(self):
+            pass
+    agents = [ilr.Agent("a", Model(), None, None), ilr.Agent("b", Model(), None, None)]
+    cfg = ilr.parse_args(["--preset", "tiny", "--models", "tiny", "--eval_limit", "2"])[0]
+    ilr.evaluate_alone(cfg, agents, tmp_path, "step2")
+    ilr.evaluate_alone(cfg, agents, tmp_path, "step2")
+    assert seen == [None, None, "row\n", "row\n"]                            # same inputs: continued
+    other = ilr.parse_args(["--preset", "tiny", "--eval_limit", "2", "--learning_rate", "1e-3"])[0]
+    ilr.evaluate_alone(other, agents, tmp_path, "step2")                     # another training: started over
+    assert seen[4:] == [None, None]
+    ilr.evaluate_alone(other, agents, tmp_path, "base")                      # the base row: one agent, twins share
+    assert seen[6:] == [None]
+    cfg3 = ilr.parse_args(["--preset", "tiny", "--eval_limit", "2", "--learning_rate", "1e-3",
+                           "--eval_max_new_tokens", "5"])[0]
+    ilr.evaluate_alone(cfg3, agents, tmp_path, "base")                       # other answer length: redone
+    assert seen[7:] == [None]
+    assert ilr.cached(tmp_path / "base.json", ilr.base_cache_inputs(cfg)) is None   # absent: nothing cached
+
+
+def test_cached_compares_the_recorded_inputs(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"inputs": {"models": ["tiny", "tiny"], "seed": 0}, "results": {"a": 1}}))
+    assert ilr.cached(path, {"models": ("tiny", "tiny"), "seed": 0})["results"] == {"a": 1}
+    assert ilr.cached(path, {"models": ("tiny", "tiny"), "seed": 1}) is None
+    path.write_text(json.dumps({"a": 1}))                                    # written before inputs were recorded
+    assert ilr.cached(path, {"seed": 0}) is None
+
+
+# ---- seeds, devices ----
+
+def test_grpo_baseline_gives_every_step_and_agent_its_own_seed(monkeypatch):
+    import llm
+    seeds = []
+
+    def generate(model, tokenizer, prompts, n=1, seed=None, **kwargs):
+        seeds.append(seed)
+        return llm.Generation(prompt_ids=[[1]] * len(prompts), completion_ids=[[[2]] * n for _ in prompts],
+                              texts=[["x"] * n for _ in prompts], finished=[[True] * n for _ in prompts])
+    monkeypatch.setattr(llm, "generate", generate)
+    cfg = ilr.parse_args(["--preset", "tiny", "--method", "grpo", "--num_agents", "3"])[0]
+    agents = [ilr.Agent(str(i), None, None, None) for i in range(3)]
+    for step in range(30):
+        ilr.generate_groups(cfg, agents, [{"question": "Q", "kind": "math"}], ["competition"],
+                            ilr.step_seed(cfg.seed, step))
+    assert len(seeds) == 90 and len(set(seeds)) == 90     # was step_seed + i: agent 1 at s = agent 0 at s + 1
+
+
+def test_a_checkpoint_written_on_a_gpu_in_bf16_resumes_on_the_cpu(tmp_path, monkeypatch):
+    """Saved as a CUDA run saves it (storages tagged 'cuda:0', bf16 weights), loaded into fp32 CPU agents."""
+    import torch.serialization as ts
+    cfg = ilr.parse_args(["--preset", "tiny"])[0]
+    saved_agents = ilr.make_agents(cfg)
+    for a in saved_agents:
+        a.model.to(torch.bfloat16)
+    with monkeypatch.context() as m:                      # every storage is written as if it lived on cuda:0
+        m.setattr(ts, "location_tag", lambda storage: "cuda:0")
+        ilr.save_checkpoint(tmp_path, saved_agents, 3)
+    if not torch.cuda.is_available():                     # without map_location this load is what failed
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "checkpoint" / "agent0.pt", weights_only=False)
+    agents = ilr.make_agents(cfg)
+    assert ilr.load_checkpoint(tmp_path, agents) == 3
+    for a, b in zip(agents, saved_agents):
+        for (name, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+            assert p.dtype == torch.float32 and p.device.type == "cpu"
+            assert torch.equal(p, q.float()), name
