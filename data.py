@@ -382,6 +382,8 @@ LADDER_LEVELS = {1: "one-digit sum below 10 (2 + 4)", 2: "one-digit sum of 10 or
                  3: "two-digit plus or minus one-digit (23 - 5)", 4: "two-digit sum (47 + 38)",
                  5: "two-step word problem (the synthetic task, 2 steps)"}
 LADDER_SUFFIX = "Give only the number."
+ONE_DIGIT_SUMS = {1: [(a, b) for a in range(1, 10) for b in range(1, 10) if a + b <= 9],    # 36 pairs
+                  2: [(a, b) for a in range(1, 10) for b in range(1, 10) if a + b >= 10]}   # 45 pairs
 
 
 def _sum_record(level: int, index: int, a: int, b: int, sign: str = "+") -> dict:
@@ -393,12 +395,8 @@ def _sum_record(level: int, index: int, a: int, b: int, sign: str = "+") -> dict
 
 def ladder_problem(rng: random.Random, level: int, index: int) -> dict:
     """One question of ladder level 1-5 (see LADDER_LEVELS); the answer is a non-negative integer."""
-    if level == 1:
-        a = rng.randint(1, 8)
-        return _sum_record(level, index, a, rng.randint(1, 9 - a))          # a + b <= 9
-    if level == 2:
-        a = rng.randint(2, 9)
-        return _sum_record(level, index, a, rng.randint(10 - a, 9))         # a + b >= 10
+    if level in (1, 2):  # uniform over the 36 sums of the level (a uniform first term would favour 8 + 1)
+        return _sum_record(level, index, *rng.choice(ONE_DIGIT_SUMS[level]))
     if level == 3:
         return _sum_record(level, index, rng.randint(10, 99), rng.randint(1, 9), rng.choice("+-"))
     if level == 4:
@@ -415,7 +413,7 @@ def ladder_problems(n: int, seed: int = 0, levels=tuple(LADDER_LEVELS)) -> list[
     """`n` ladder questions, levels cycling through `levels` (balanced); the same seed gives the same questions.
 
     >>> [(p["question"], p["answer"], p["meta"]["level"]) for p in ladder_problems(2, seed=0, levels=(1, 4))]
-    [('What is 7 + 2? Give only the number.', '9', 1), ('What is 15 + 43? Give only the number.', '58', 4)]
+    [('What is 4 + 4? Give only the number.', '8', 1), ('What is 63 + 15? Give only the number.', '78', 4)]
     """
     rng = random.Random(seed)
     return [ladder_problem(rng, levels[i % len(levels)], i) for i in range(n)]

@@ -338,3 +338,26 @@ def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path
     assert (tmp_path / "out" / "gsm8k-debate.json").is_file()
     with pytest.raises(SystemExit, match="at least two comma-separated names"):
         evaluate.main(["--model", "tiny", "--mode", "idea3", "--benchmarks", "gsm8k"])
+
+
+# ------------------------------------------------------------------------------------- the ladder (issue 13)
+
+def test_ladder_answers_are_graded_by_their_last_number_like_synthetic():
+    import data
+    record = data.ladder_problems(1, seed=0)[0]                        # "What is 7 + 2?", answer 9
+    assert evaluate.reward("7 + 2 = 9", record) == 1.0                 # the model's usual short answer
+    assert evaluate.reward("7 + 2 = 9, not 8", record) == 0.0          # the last number counts
+    assert evaluate.reward(record["meta"]["solution"], record) == 1.0  # the gold worked solution
+
+
+def test_summary_counts_mixed_groups_overall_and_per_level():
+    rows = [{"num_correct": c, "level": level, "reason": "wrong"}
+            for c, level in [(0, 1), (2, 1), (4, 1), (3, 2), (1, 2), (0, 2), (0, 2), (4, 2)]]
+    summary = evaluate.summarize(rows, samples=4)
+    assert summary["mixed_share"] == 37.5                              # 3 of 8: c = 2, 3, 1
+    assert summary["mixed_share_by_level"] == {"1": 33.33, "2": 40.0}  # 1 of 3, 2 of 5
+    assert summary["pass@1_by_level"] == {"1": 50.0, "2": 40.0}        # (0+2+4)/12, (3+1+0+0+4)/20
+    single = [{"num_correct": 1, "level": 1, "reason": "passed"}, {"num_correct": 0, "level": 1, "reason": "wrong"}]
+    assert "mixed_share" not in evaluate.summarize(single, samples=1)           # greedy: no groups
+    table = evaluate.format_table({"ladder": {**summary, "items": 8}}, samples=4)
+    assert "ladder level 2" in table and "mixed groups 40.0 %" in table

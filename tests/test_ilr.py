@@ -24,6 +24,9 @@ def run(tmp_path, *args, name="run"):
     (["--train_data", "gsm9k"], "unknown benchmark 'gsm9k'"),
     (["--interaction", "sometimes"], "--interaction must be one of"),
     (["--train_stages", "analysis"], "--train_stages must be"),
+    (["--difficulty", "guess"], "--difficulty must be one of self_rank, level"),
+    (["--difficulty", "level", "--train_data", "gsm8k"], "--difficulty level needs training questions with a known"),
+    (["--train_data", "ladder", "--train_levels", "1,6"], "--train_levels for the ladder must be among 1,2,3,4,5"),
 ])
 def test_bad_configuration_fails_before_loading_a_model(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.setattr(ilr, "make_agents", lambda cfg: pytest.fail("a model was loaded"))
@@ -155,3 +158,24 @@ def test_plot_of_several_runs_draws_one_comparison_and_names_a_missing_run(tmp_p
     assert out["plot"] == str(tmp_path / "compare.png") and (tmp_path / "compare.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match="nothere/metrics.jsonl: no such file"):
         ilr.main(["plot", str(tmp_path / "a"), str(tmp_path / "nothere")])
+
+
+def test_level_difficulty_on_the_ladder_splits_the_modes_and_logs_them_per_level(tmp_path, monkeypatch):
+    import data
+    import irt
+    monkeypatch.setattr(irt, "estimate_ability", lambda *args, **kwargs: 0.3)  # gamma of both agents
+    monkeypatch.setattr(irt, "estimate_difficulty", lambda *a, **k: pytest.fail("self-ranking was run"))
+    run(tmp_path, "--train_data", "ladder", "--val_data", "ladder", "--train_levels", "1,2,3,4,5",
+        "--difficulty", "level", "--num_train", "10", "--questions_per_step", "5", "--max_steps", "2",
+        "--eval_benchmarks", "ladder", "--eval_limit", "1")
+    saved = json.loads((tmp_path / "run" / "irt.json").read_text())
+    train = data.ladder_problems(10, seed=1_000_003)                       # the training questions (seed 0)
+    assert saved["difficulty"] == [(r["meta"]["level"] - 1) / 4 for r in train] and saved["abilities"] == [0.3, 0.3]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for step, row in enumerate(rows):
+        batch = [train[q]["meta"]["level"] for q in ilr.step_questions(10, step, 5, seed=0)]  # B = 5 levels
+        # gamma 0.3: levels 1-2 (D 0, 0.25) are easy -> compete; 3-5 -> cooperate; None = not in this batch
+        expected = {k: (None if k not in batch else float(k >= 3)) for k in range(1, 6)}
+        assert {k: row[f"ilr/cooperation_share/level{k}"] for k in range(1, 6)} == expected
+        assert row["ilr/cooperation_share"] == pytest.approx(sum(k >= 3 for k in batch) / 5)
+    assert {v for row in rows for k, v in row.items() if k.startswith("ilr/cooperation_share/")} >= {0.0, 1.0}
