@@ -379,8 +379,8 @@ def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[di
 #         --out results/ladder-t0.7
 
 LADDER_LEVELS = {1: "one-digit sum below 10 (2 + 4)", 2: "one-digit sum of 10 or more (7 + 8)",
-                 3: "two-digit plus or minus one-digit (23 - 5)", 4: "two-digit sum (47 + 38)",
-                 5: "two-step word problem (the synthetic task, 2 steps)"}
+                 3: "two-digit sum (47 + 38)", 4: "two-digit plus or minus one-digit (23 - 5)",
+                 5: "three-step word problem (the synthetic task, 3 steps)"}
 LADDER_SUFFIX = "Give only the number."
 ONE_DIGIT_SUMS = {1: [(a, b) for a in range(1, 10) for b in range(1, 10) if a + b <= 9],    # 36 pairs
                   2: [(a, b) for a in range(1, 10) for b in range(1, 10) if a + b >= 10]}   # 45 pairs
@@ -398,13 +398,13 @@ def ladder_problem(rng: random.Random, level: int, index: int) -> dict:
     if level in (1, 2):  # uniform over the 36 sums of the level (a uniform first term would favour 8 + 1)
         return _sum_record(level, index, *rng.choice(ONE_DIGIT_SUMS[level]))
     if level == 3:
-        return _sum_record(level, index, rng.randint(10, 99), rng.randint(1, 9), rng.choice("+-"))
-    if level == 4:
         return _sum_record(level, index, rng.randint(10, 99), rng.randint(10, 99))
+    if level == 4:  # measured harder than level 3 for SmolLM2-135M (it subtracts where it should add, and back)
+        return _sum_record(level, index, rng.randint(10, 99), rng.randint(1, 9), rng.choice("+-"))
     if level == 5:
-        record = synthetic_problem(rng, 2, index)
+        record = synthetic_problem(rng, 3, index)
         record["id"] = f"ladder-5-{index}"
-        record["meta"].update(level=5, steps=2, benchmark="ladder")
+        record["meta"].update(level=5, steps=3, benchmark="ladder")
         return record
     raise ValueError(f"ladder level must be one of {sorted(LADDER_LEVELS)}, got {level!r}")
 
@@ -413,7 +413,7 @@ def ladder_problems(n: int, seed: int = 0, levels=tuple(LADDER_LEVELS)) -> list[
     """`n` ladder questions, levels cycling through `levels` (balanced); the same seed gives the same questions.
 
     >>> [(p["question"], p["answer"], p["meta"]["level"]) for p in ladder_problems(2, seed=0, levels=(1, 4))]
-    [('What is 4 + 4? Give only the number.', '8', 1), ('What is 63 + 15? Give only the number.', '78', 4)]
+    [('What is 4 + 4? Give only the number.', '8', 1), ('What is 63 - 1? Give only the number.', '62', 4)]
     """
     rng = random.Random(seed)
     return [ladder_problem(rng, levels[i % len(levels)], i) for i in range(n)]

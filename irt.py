@@ -39,6 +39,10 @@ Choices where the paper is open (each one lives in one place, named here):
   7. Ranking is greedy (temperature 0): deterministic, so the cache is exact; diversity comes from the S splits.
   8. The "random" ablation draws each question's mode independently with P(cooperation) = cooperation_ratio.
   9. Ability is measured with evaluate.py's test-time prompt and grader (`evaluate.reward`), greedy, 256 tokens.
+  10. difficulty="level" (`level_difficulty`, ilr --difficulty level): D_q = (level - min) / (max - min) over
+     the questions given, min-max rather than rank-based (equal for balanced levels, as the ladder's). For a
+     model that ranks at chance (SmolLM2-135M: Spearman 0.10 on the synthetic task) this is the only D_q under
+     which both modes occur; gamma is still measured, on held-out questions of the same data.
 """
 
 from __future__ import annotations
