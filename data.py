@@ -371,12 +371,17 @@ def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[di
 # rarely sees a group with mixed rewards and IRT sees one ability. The ladder runs from sums the model mostly
 # gets right to word problems it mostly gets wrong; its level is known by construction, so it is also the
 # control of self-ranked difficulty (irt.py, --difficulty level). Levels 1-4 end with "Give only the number.":
-# with it the model answers "2 + 4 = 6" instead of a paragraph that drifts to another number (measured, see
-# LADDER_LEVELS). Small levels have few distinct questions (level 1: 36 sums), so train and test overlap there.
-# Measure the model on it (per-level accuracy and share of mixed groups):
-#     python evaluate.py --benchmarks ladder --limit 120 --max-new-tokens 96 --out results/ladder-greedy
-#     python evaluate.py --benchmarks ladder --limit 120 --max-new-tokens 96 --samples 8 --temperature 0.7 \
-#         --out results/ladder-t0.7
+# with it the model often answers "2 + 4 = 6" instead of a paragraph that drifts to another number (all 36 sums
+# of level 1, greedy: 53 % with it, 33 % with each of "... no steps.", "2 + 4 = ?", "2 plus 4", "Answer with
+# one number."; the bare "What is a + b?" was 21 % on 24 one-digit sums). Levels are
+# ordered by the measured accuracy: "23 - 5" came out harder than "47 + 38" (the model mixes up + and -).
+# Small levels have few distinct questions (level 1: 36, level 2: 45), so train and test overlap there.
+# SmolLM2-135M-Instruct, evaluate.test_prompt, 96 new tokens (`make ladder-probe`, one thread, 2 shared cores):
+#     level                        1      2      3      4      5
+#     greedy accuracy, 48/level   56 %   35 %    4 %    2 %    0 %
+#     T 0.7, G 8, 24/level:
+#       sampled accuracy          48 %   23 %    7 %    5 %    3 %
+#       groups with mixed rewards 96 %   83 %   46 %   29 %   17 %
 
 LADDER_LEVELS = {1: "one-digit sum below 10 (2 + 4)", 2: "one-digit sum of 10 or more (7 + 8)",
                  3: "two-digit sum (47 + 38)", 4: "two-digit plus or minus one-digit (23 - 5)",
