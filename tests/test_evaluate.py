@@ -344,9 +344,9 @@ def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path
 
 def test_ladder_answers_are_graded_by_their_last_number_like_synthetic():
     import data
-    record = data.ladder_problems(1, seed=0)[0]                        # "What is 7 + 2?", answer 9
-    assert evaluate.reward("7 + 2 = 9", record) == 1.0                 # the model's usual short answer
-    assert evaluate.reward("7 + 2 = 9, not 8", record) == 0.0          # the last number counts
+    record = data.ladder_problems(1, seed=0)[0]                        # "What is 4 + 4?", answer 8
+    assert evaluate.reward("4 + 4 = 8", record) == 1.0                 # the model's usual short answer
+    assert evaluate.reward("4 + 4 = 8, not 9", record) == 0.0          # the last number counts
     assert evaluate.reward(record["meta"]["solution"], record) == 1.0  # the gold worked solution
 
 
