@@ -5,7 +5,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 DATA    ?= ../shared/data
 
-.PHONY: install demo test test-slow gpu-check clean-venv
+.PHONY: install demo test test-slow gpu-check ladder-probe clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -30,6 +30,13 @@ test-slow: install
 # On a CUDA GPU, first: 2 ILR steps with --bf16, step time, peak GPU memory, weights moved (bench/gpu_check.py).
 gpu-check: install
 	bench/gpu_check.sh
+
+# The ladder's per-level table for the base model (data.py, issue 13): greedy accuracy on 48 questions per level,
+# then accuracy and share of mixed groups of G = 8 samples at temperature 0.7 on 24 per level (~20 min, 1 thread).
+ladder-probe: install
+	$(PYTHON) evaluate.py --benchmarks ladder --limit 240 --max-new-tokens 96 --threads 1 --out results/ladder-greedy
+	$(PYTHON) evaluate.py --benchmarks ladder --limit 120 --max-new-tokens 96 --threads 1 --samples 8 \
+		--temperature 0.7 --out results/ladder-t0.7
 
 clean-venv:
 	rm -rf $(VENV)

@@ -98,7 +98,7 @@ LOCAL = {
     "mbpp": "mbpp/mbpp.jsonl",
     "mbpp_sanitized": "mbpp/sanitized-mbpp.json",
 }
-BENCHMARKS = tuple(LOCAL) + ("synthetic",)
+BENCHMARKS = tuple(LOCAL) + ("synthetic", "ladder")
 MBPP_TEST_IDS = range(11, 511)  # google-research MBPP README: 1–10 few-shot, 11–510 test, 511–600 validation
 
 
@@ -338,8 +338,8 @@ def load_benchmark(name: str, data_dir=None, data_file=None, limit: int | None =
                    split: str = "test", seed: int = 0) -> list[dict]:
     """Records of benchmark `name` (see BENCHMARKS), in file order; `limit` keeps the first `limit`.
 
-    `split` ("test" or "train") matters for gsm8k and math only. "synthetic" needs no file: it makes `limit`
-    problems (default 500) from `seed`, test and train being different seeds.
+    `split` ("test" or "train") matters for gsm8k and math only. "synthetic" and "ladder" need no file: they
+    make `limit` problems (default 500) from `seed`, test and train being different seeds.
     """
     if name not in BENCHMARKS:
         raise DataError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
@@ -347,6 +347,8 @@ def load_benchmark(name: str, data_dir=None, data_file=None, limit: int | None =
         raise DataError(f"unknown split {split!r}; choose 'test' or 'train'")
     if name == "synthetic":
         return synthetic_problems(limit or 500, seed=seed + (0 if split == "test" else 1_000_003))
+    if name == "ladder":  # the same: generated, test and train from different seeds
+        return ladder_problems(limit or 500, seed=seed + (0 if split == "test" else 1_000_003))
     if data_file is not None:
         rows = [(f"{data_file}:{n}", row) for n, row in read_records(data_file)]
     elif data_dir is not None:
@@ -461,6 +463,66 @@ def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[di
     """
     rng = random.Random(seed)
     return [synthetic_problem(rng, levels[i % len(levels)], i) for i in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The ladder: five levels of difficulty that the embedded SmolLM2-135M spans (issue 13)
+# ----------------------------------------------------------------------------------------------------------
+# OURS: the synthetic word problems sit outside the 135M model's ability (greedy 12.5 % at one step), so GRPO
+# rarely sees a group with mixed rewards and IRT sees one ability. The ladder runs from sums the model mostly
+# gets right to word problems it mostly gets wrong; its level is known by construction, so it is also the
+# control of self-ranked difficulty (irt.py, --difficulty level). Levels 1-4 end with "Give only the number.":
+# with it the model often answers "2 + 4 = 6" instead of a paragraph that drifts to another number (all 36 sums
+# of level 1, greedy: 53 % with it, 33 % with each of "... no steps.", "2 + 4 = ?", "2 plus 4", "Answer with
+# one number."; the bare "What is a + b?" was 21 % on 24 one-digit sums). Levels are
+# ordered by the measured accuracy: "23 - 5" came out harder than "47 + 38" (the model mixes up + and -).
+# Small levels have few distinct questions (level 1: 36, level 2: 45), so train and test overlap there.
+# SmolLM2-135M-Instruct, evaluate.test_prompt, 96 new tokens (`make ladder-probe`, one thread, 2 shared cores):
+#     level                        1      2      3      4      5
+#     greedy accuracy, 48/level   56 %   35 %    4 %    2 %    0 %
+#     T 0.7, G 8, 24/level:
+#       sampled accuracy          48 %   23 %    7 %    5 %    3 %
+#       groups with mixed rewards 96 %   83 %   46 %   29 %   17 %
+
+LADDER_LEVELS = {1: "one-digit sum below 10 (2 + 4)", 2: "one-digit sum of 10 or more (7 + 8)",
+                 3: "two-digit sum (47 + 38)", 4: "two-digit plus or minus one-digit (23 - 5)",
+                 5: "three-step word problem (the synthetic task, 3 steps)"}
+LADDER_SUFFIX = "Give only the number."
+ONE_DIGIT_SUMS = {1: [(a, b) for a in range(1, 10) for b in range(1, 10) if a + b <= 9],    # 36 pairs
+                  2: [(a, b) for a in range(1, 10) for b in range(1, 10) if a + b >= 10]}   # 45 pairs
+
+
+def _sum_record(level: int, index: int, a: int, b: int, sign: str = "+") -> dict:
+    value = a + b if sign == "+" else a - b
+    worked = f"{a} {sign} {b} = {value}\nThe answer is $\\boxed{{{value}}}$."
+    return _record(f"ladder-{level}-{index}", f"What is {a} {sign} {b}? {LADDER_SUFFIX}", value, solution=worked,
+                   level=level, benchmark="ladder")
+
+
+def ladder_problem(rng: random.Random, level: int, index: int) -> dict:
+    """One question of ladder level 1-5 (see LADDER_LEVELS); the answer is a non-negative integer."""
+    if level in (1, 2):  # uniform over the 36 sums of the level (a uniform first term would favour 8 + 1)
+        return _sum_record(level, index, *rng.choice(ONE_DIGIT_SUMS[level]))
+    if level == 3:
+        return _sum_record(level, index, rng.randint(10, 99), rng.randint(10, 99))
+    if level == 4:  # measured harder than level 3 for SmolLM2-135M (it subtracts where it should add, and back)
+        return _sum_record(level, index, rng.randint(10, 99), rng.randint(1, 9), rng.choice("+-"))
+    if level == 5:
+        record = synthetic_problem(rng, 3, index)
+        record["id"] = f"ladder-5-{index}"
+        record["meta"].update(level=5, steps=3, benchmark="ladder")
+        return record
+    raise ValueError(f"ladder level must be one of {sorted(LADDER_LEVELS)}, got {level!r}")
+
+
+def ladder_problems(n: int, seed: int = 0, levels=tuple(LADDER_LEVELS)) -> list[dict]:
+    """`n` ladder questions, levels cycling through `levels` (balanced); the same seed gives the same questions.
+
+    >>> [(p["question"], p["answer"], p["meta"]["level"]) for p in ladder_problems(2, seed=0, levels=(1, 4))]
+    [('What is 4 + 4? Give only the number.', '8', 1), ('What is 63 - 1? Give only the number.', '62', 4)]
+    """
+    rng = random.Random(seed)
+    return [ladder_problem(rng, levels[i % len(levels)], i) for i in range(n)]
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ Choices (the paper states none of these; ours, each in one place):
    Both are sent as one user message through the model's chat template (llm.generate).
 2. Which answer is graded (`extract_answer`), first that applies: the LAST \\boxed{} / \\boxed x / \\fbox{} /
    \\framebox{} (nested braces kept); else the last "#### X" line (GSM8K's own format); else the last
-   "the (final) answer is X"; else, only for benchmarks whose answers are plain numbers (gsm8k, synthetic:
+   "the (final) answer is X"; else, only for benchmarks whose answers are plain numbers (gsm8k, synthetic, ladder:
    `LAST_NUMBER_BENCHMARKS`), the last number in the text. Elsewhere a bare number is too easy to hit by chance
    (an AIME answer among the numbers of a derivation), so no box, no answer.
 3. Equivalence (`answers_match`): light normalisation (`normalize_answer`: $, \\%, \\dfrac, \\left/\\right, degree
@@ -97,7 +97,7 @@ PAPER_MATH = ("gsm8k", "math500", "minerva_math", "olympiadbench", "aime")   # t
 POOLED = {"aime": ("aime24", "aime25")}                                       # PAPER: AIME 2024+2025, 60 problems
 ALIASES = {"aime": ["aime24", "aime25"],
            "paper": ["gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "aime25", "mbpp"]}
-LAST_NUMBER_BENCHMARKS = {"gsm8k", "synthetic"}   # OURS: answers are plain numbers, so the last number counts
+LAST_NUMBER_BENCHMARKS = {"gsm8k", "synthetic", "ladder"}   # OURS: answers are plain numbers, so the last number counts
 MATH_VERIFY_TIMEOUT = 5        # s per math-verify parse / comparison, its default (signal-based: main thread)
 MAX_ANSWER_CHARS = 1000        # longer answers are compared as strings only (guards math-verify / sympy)
 NUMBER_REL_TOL = 1e-4          # as Qwen2.5-Math's math_equal; two integers are compared exactly
@@ -716,7 +716,22 @@ def summarize(rows: Sequence[dict], samples: int) -> dict:
         summary["pass@1_by_level"] = {
             str(level): round(100 * sum(r["num_correct"] / samples for r in rows if r.get("level") == level)
                               / sum(1 for r in rows if r.get("level") == level), 2) for level in levels}
+    if samples > 1 and n:  # the groups GRPO learns from: some of the K samples right, some wrong
+        summary["mixed_share"] = mixed_share(rows, samples)
+        if levels:
+            summary["mixed_share_by_level"] = {str(level): mixed_share([r for r in rows if r.get("level") == level],
+                                                                       samples) for level in levels}
     return summary
+
+
+def mixed_share(rows: Sequence[dict], samples: int) -> float:
+    """% of problems whose `samples` answers are neither all correct nor all wrong (0 < num_correct < K): a
+    GRPO group of these answers has non-zero advantages, the others teach nothing.
+
+    >>> mixed_share([{"num_correct": 0}, {"num_correct": 3}, {"num_correct": 8}, {"num_correct": 1}], 8)
+    50.0
+    """
+    return round(100 * sum(0 < r["num_correct"] < samples for r in rows) / len(rows), 2)
 
 
 def evaluate_model(model, tokenizer, records: Sequence[dict], samples: int = 1, temperature: float = 0.0,
@@ -767,6 +782,11 @@ def format_table(summaries: dict[str, dict], samples: int) -> str:
     average = paper_average(summaries)
     if average is not None:
         lines.append(f"{'Avg (paper 5)':<16}{'':>7}{average:>10.2f}")
+    for name, s in summaries.items():  # per level (synthetic, ladder, MATH): accuracy and, sampled, mixed groups
+        for level, accuracy in s.get("pass@1_by_level", {}).items():
+            mixed = s.get("mixed_share_by_level", {}).get(level)
+            lines.append(f"  {name} level {level:<5}{'':>4}{accuracy:>10.2f}"
+                         + (f"  mixed groups {mixed:.1f} %" if mixed is not None else ""))
     return "\n".join(lines)
 
 
@@ -863,13 +883,14 @@ def check_eval_config(cfg: EvalConfig) -> None:
         need(not (cfg.oracle or cfg.data_file or cfg.samples > 1),
              f"--mode {cfg.mode} works with --data-dir (or the Hub), greedy, without --oracle")
         need(len(models) >= 2, f"--mode {cfg.mode} needs --model with at least two comma-separated names")
-    need(cfg.timeout > 0, f"--timeout must be > 0 seconds, got {cfg.timeout}")
-    need(cfg.memory_mb >= 1, f"--memory-mb must be >= 1, got {cfg.memory_mb}")
-    if hasattr(sandbox, "check_limits"):                  # the floor the interpreter itself needs (sandbox.py)
-        try:
-            sandbox.check_limits(cfg.memory_mb, cfg.timeout)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    try:                                                  # the floor the interpreter itself needs (sandbox.py)
+        sandbox.check_limits(cfg.memory_mb, cfg.timeout)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    # llm.DEVICES and llm.pick_precision's first rule, without importing torch here (this module must not)
+    need(cfg.device in ("auto", "cuda", "mps", "cpu"), f"--device must be one of auto, cuda, mps, cpu, got "
+                                                       f"{cfg.device!r}")
+    need(not (cfg.bf16 and cfg.fp16), "--bf16 and --fp16 exclude each other: choose one")
 
 
 def benchmark_names(spec: str) -> list[str]:

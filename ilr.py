@@ -90,7 +90,8 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     train_data: str = field(default="synthetic", metadata={"help": "data.py benchmark to train on (train split)"})
     allow_test_training: bool = field(default=False, metadata={"help": "allow --train_data to be a benchmark "
                                       "without a training split (trains on its test set: contaminated scores)"})
-    train_levels: str = field(default="1,2,3,4,5", metadata={"help": "synthetic: levels (steps) to train on"})
+    train_levels: str = field(default="1,2,3,4,5", metadata={"help": "synthetic: levels (steps), ladder: levels "
+                              "(1-5, data.LADDER_LEVELS) to train on and measure gamma on"})
     num_train: int = field(default=0, metadata={"help": "training questions (0 = all)"})
     val_data: str = field(default="synthetic", metadata={"help": "benchmark for each agent's ability [gamma]"})
     num_val: int = field(default=100, metadata={"help": "validation questions for gamma (paper: 1,000 MATH)"})
@@ -101,6 +102,9 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     irt_threshold: float = field(default=irt.MODE_THRESHOLD, metadata={"help": "cooperate if P < threshold"})
     rank_group_size: int = field(default=4, metadata={"help": "self-ranking: questions per group [n]"})
     rank_splits: int = field(default=3, metadata={"help": "self-ranking: random splits averaged [S]"})
+    difficulty: str = field(default="self_rank", metadata={"help": "[D_q] 'self_rank' (the paper: the agents rank "
+                            "the questions) or 'level' (the data's known level, normalised to [0, 1]: the control "
+                            "when self-ranking is weak; synthetic, ladder, math)"})
     # --- GRPO (TRL names)
     max_steps: int = field(default=10, metadata={"help": "training steps"})
     questions_per_step: int = field(default=2, metadata={"help": "questions per step [B]"})
@@ -171,7 +175,7 @@ class ConfigError(ValueError):
 
 # Benchmarks that have a training split (data.load_benchmark(split="train")). Every other one is a test set:
 # training on it would report a contaminated score, so it is refused unless --allow_test_training says so.
-TRAIN_SPLITS = ("synthetic", "gsm8k", "math")
+TRAIN_SPLITS = ("synthetic", "ladder", "gsm8k", "math")
 MAX_AGENTS = 99     # idea3.stage_seed gives each stage 100 seeds, one per agent: agents 0..99 never collide
 
 
@@ -238,6 +242,15 @@ def check_config(cfg: Config) -> None:
     need(cfg.num_val >= 1, f"--num_val must be >= 1 (the ability γ is a mean over them), got {cfg.num_val}")
     need(cfg.data_dir is None or Path(cfg.data_dir).is_dir(), f"--data_dir {cfg.data_dir}: no such directory")
     # --- IRT / self-ranking
+    need(cfg.difficulty in irt.DIFFICULTIES,
+         f"--difficulty must be one of {', '.join(irt.DIFFICULTIES)}, got {cfg.difficulty!r}")
+    need(cfg.difficulty != "level" or cfg.train_data in ("synthetic", "ladder", "math"),
+         f"--difficulty level needs training questions with a known level (synthetic, ladder, math), "
+         f"not {cfg.train_data!r}")
+    need("ladder" not in (cfg.train_data, cfg.val_data) or {x.strip() for x in cfg.train_levels.split(",")}
+         <= {str(k) for k in data.LADDER_LEVELS},
+         f"--train_levels for the ladder must be among {','.join(map(str, data.LADDER_LEVELS))}, "
+         f"got {cfg.train_levels!r}")
     need(cfg.irt_scale > 0, f"--irt_scale must be > 0, got {cfg.irt_scale}")
     need(0.0 < cfg.irt_threshold < 1.0, f"--irt_threshold must be in (0, 1) (a probability), got {cfg.irt_threshold}")
     need(cfg.rank_group_size >= 2, f"--rank_group_size must be >= 2 (a ranking needs two questions), got "
@@ -469,6 +482,11 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
                "completion_tokens": tokens, "tokens_per_second": generated / max(gen_seconds, 1e-9),
                "generation_seconds": gen_seconds, "train_seconds": train_seconds,
                "step_seconds": time.time() - t0, **stage_stats}
+    if cfg.method == "ilr":  # per known level (synthetic, ladder, MATH); None for a level absent from this batch
+        all_levels = {r["meta"].get("level") for r in records}
+        for level, share in irt.cooperation_share_by_level(modes, [r["meta"].get("level") for r in questions],
+                                                           all_levels).items():
+            metrics[f"ilr/cooperation_share/level{level}"] = share
     for i in range(M):
         rows = [g for g, group in enumerate(groups) if group.agent == i]
         metrics[f"agent{i}/reward"] = rewards[rows].mean().item()
@@ -659,14 +677,14 @@ def format_line(m: dict, M: int) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 def load_training_data(cfg: Config) -> tuple[list[dict], list[dict]]:
-    if cfg.train_data == "synthetic":
-        levels = tuple(int(x) for x in cfg.train_levels.split(","))
-        train = data.synthetic_problems(cfg.num_train or 500, seed=cfg.seed + 1_000_003, levels=levels)
+    generated = {"synthetic": data.synthetic_problems, "ladder": data.ladder_problems}  # offline, level known
+    levels = tuple(int(x) for x in cfg.train_levels.split(","))
+    if cfg.train_data in generated:
+        train = generated[cfg.train_data](cfg.num_train or 500, seed=cfg.seed + 1_000_003, levels=levels)
     else:
         train = data.load_benchmark(cfg.train_data, cfg.data_dir, split="train", limit=cfg.num_train or None)
-    if cfg.val_data == "synthetic":
-        levels = tuple(int(x) for x in cfg.train_levels.split(","))
-        val = data.synthetic_problems(cfg.num_val, seed=cfg.seed + 2_000_003, levels=levels)
+    if cfg.val_data in generated:  # held out: a third seed (evaluation uses the test seed, cfg.seed + 0)
+        val = generated[cfg.val_data](cfg.num_val, seed=cfg.seed + 2_000_003, levels=levels)
     else:  # OURS: the paper's 1,000 held-out MATH questions; here the first num_val of the test split that
         # MATH-500 does not contain (the PRM800K split), so evaluation on MATH-500 stays clean.
         val = data.load_benchmark(cfg.val_data, cfg.data_dir, split="test")
@@ -706,7 +724,7 @@ def cached(path: Path, inputs: dict) -> dict | None:
 
 def irt_cache_inputs(cfg: Config, train: list[dict], val: list[dict]) -> dict:
     """Everything γ and D_q depend on (batch_size only batches the same work)."""
-    return {"measured": irt_needed(cfg), "models": model_names(cfg), "seed": cfg.seed,
+    return {"measured": irt_needed(cfg), "difficulty": cfg.difficulty, "models": model_names(cfg), "seed": cfg.seed,
             "eval_max_new_tokens": cfg.eval_max_new_tokens, "rank_group_size": cfg.rank_group_size,
             "rank_splits": cfg.rank_splits, "train": digest([r["question"] for r in train]),
             "val": digest([[r["question"], r["answer"]] for r in val])}
@@ -722,10 +740,15 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
     else:
         abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batch_size,
                                           max_new_tokens=cfg.eval_max_new_tokens) for a in agents]
-        difficulty, stats = irt.estimate_difficulty([(a.model, a.tokenizer) for a in agents],
-                                                    [r["question"] for r in train],
-                                                    group_size=cfg.rank_group_size, num_splits=cfg.rank_splits,
-                                                    seed=cfg.seed, batch_size=cfg.batch_size)
+        if cfg.difficulty == "level":  # OURS: the known level as D_q (the control of self-ranking)
+            difficulty = irt.level_difficulty([r["meta"].get("level") for r in train])
+            stats = {"difficulty": "level"}
+        else:
+            difficulty, stats = irt.estimate_difficulty([(a.model, a.tokenizer) for a in agents],
+                                                        [r["question"] for r in train],
+                                                        group_size=cfg.rank_group_size,
+                                                        num_splits=cfg.rank_splits, seed=cfg.seed,
+                                                        batch_size=cfg.batch_size)
     path.write_text(json.dumps({"inputs": inputs, "abilities": abilities,
                                 "difficulty": list(map(float, difficulty)), "stats": stats}, default=str))
     return difficulty, abilities

@@ -7,6 +7,8 @@ What it implements (see ../shared/paper/ILR-method.md §1):
   D_q     (difficulty) = self-ranking: the model orders random groups of n questions from easiest to hardest;
                          positions become normalised ranks in [0, 1] (0 = easiest), averaged over S random
                          splits of the questions and over the M agents.
+                         OURS, the control (difficulty="level"): the data's known level, min-max normalised to
+                         [0, 1] (`level_difficulty`), for when the model ranks no better than chance.
 Both gamma and D_q live in [0, 1], so "P < 0.5" reads "the question is harder than the model is able".
 
 Data flow: ilr (training loop) -> irt.assign_modes(difficulty, ability) -> idea3 (prompts framed as partner or
@@ -17,6 +19,7 @@ Shapes: B questions in a batch, Q questions in a set, M agents, S splits, n ques
 Run / test:
     python irt.py validate --model smollm2-135m --benchmark math --limit 100       # Spearman vs MATH level
     python irt.py validate --model smollm2-135m --benchmark synthetic --limit 60   # vs number of steps
+    python irt.py validate --model smollm2-135m --benchmark ladder --limit 40      # vs ladder level, both modes
     .venv/bin/python -m pytest tests/test_irt.py --doctest-modules irt.py -q
 
 Choices where the paper is open (each one lives in one place, named here):
@@ -36,6 +39,10 @@ Choices where the paper is open (each one lives in one place, named here):
   7. Ranking is greedy (temperature 0): deterministic, so the cache is exact; diversity comes from the S splits.
   8. The "random" ablation draws each question's mode independently with P(cooperation) = cooperation_ratio.
   9. Ability is measured with evaluate.py's test-time prompt and grader (`evaluate.reward`), greedy, 256 tokens.
+  10. difficulty="level" (`level_difficulty`, ilr --difficulty level): D_q = (level - min) / (max - min) over
+     the questions given, min-max rather than rank-based (equal for balanced levels, as the ladder's). For a
+     model that ranks at chance (SmolLM2-135M: Spearman 0.10 on the synthetic task) this is the only D_q under
+     which both modes occur; gamma is still measured, on held-out questions of the same data.
 """
 
 from __future__ import annotations
@@ -148,6 +155,45 @@ def assign_modes(difficulties: Sequence[float], abilities: Sequence[float], inte
         draws = np.random.default_rng(rng).random(num_questions)  # [B] uniform in [0, 1)
         return ["cooperation" if u < cooperation_ratio else "competition" for u in draws]
     raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
+
+
+DIFFICULTIES = ("self_rank", "level")  # where D_q comes from: the paper's self-ranking, or the data's known level
+
+
+def level_difficulty(levels: Sequence[float]) -> np.ndarray:
+    """D_q [Q] from a known difficulty level per question (OURS, the control of self-ranking):
+
+        D_q = (level_q - min level) / (max level - min level)       min and max over the Q questions
+
+    It lives in [0, 1] like the self-ranked D_q (0 = easiest of this set, 1 = hardest): like a rank, it is
+    relative to the questions given. For balanced levels (the ladder cycles through its levels) it equals the
+    normalised rank of the level. All levels equal -> 0.5 for every question ("no information", as an empty
+    ranking).
+
+    >>> level_difficulty([1, 3, 5, 2]).tolist()
+    [0.0, 0.5, 1.0, 0.25]
+    >>> level_difficulty([4, 4]).tolist()
+    [0.5, 0.5]
+    """
+    levels = np.asarray(levels, float)  # [Q]
+    if levels.size == 0 or np.isnan(levels).any():
+        raise ValueError("every question needs a known level (meta['level']) for difficulty='level'")
+    low, high = levels.min(), levels.max()
+    return np.full(levels.shape, 0.5) if high == low else (levels - low) / (high - low)
+
+
+def cooperation_share_by_level(modes: Sequence[str], levels: Sequence, all_levels: Sequence = ()) -> dict:
+    """Share of "cooperation" among the questions of each level: modes [B], levels [B] -> {level: share}.
+    Levels in `all_levels` with no question here get None (a step's batch holds a few levels only).
+
+    >>> cooperation_share_by_level(["cooperation", "competition", "cooperation"], [5, 1, 5], all_levels=[1, 3, 5])
+    {1: 0.0, 3: None, 5: 1.0}
+    """
+    out = {}
+    for level in sorted((set(all_levels) | set(levels)) - {None}):  # a question without a level is left out
+        chosen = [m for m, q_level in zip(modes, levels) if q_level == level]
+        out[level] = chosen.count("cooperation") / len(chosen) if chosen else None
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -476,7 +522,8 @@ def estimate_ability(model, tokenizer, records: Sequence[dict], **kwargs) -> flo
 class ValidateConfig(llm.DeviceConfig):  # --device, --bf16, --fp16
     model: str = field(default="smollm2-135m", metadata={"help": "llm.load_model name; 'tiny' = llm.tiny_model()"})
     benchmark: str = field(default="math", metadata={"help": "data.load_benchmark name with meta['level'] "
-                                                             "(math, math500) or 'synthetic' (level = steps)"})
+                                                             "(math, math500), 'synthetic' (level = steps) or "
+                                                             "'ladder' (level 1-5)"})
     data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory (data.py default if unset)"})
     data_file: str | None = field(default=None, metadata={"help": "one benchmark file instead of data_dir"})
     limit: int = field(default=100, metadata={"help": "Q: questions ranked, a seeded random sample"})
@@ -513,6 +560,8 @@ def load_questions(cfg: ValidateConfig) -> tuple[list[dict], list[dict]]:
     wanted = cfg.limit + (cfg.ability_limit if cfg.ability is None else 0)
     if cfg.benchmark == "synthetic":
         pool = data.synthetic_problems(wanted, seed=cfg.seed)
+    elif cfg.benchmark == "ladder":
+        pool = data.ladder_problems(wanted, seed=cfg.seed)
     else:
         pool = data.load_benchmark(cfg.benchmark, data_dir=cfg.data_dir, data_file=cfg.data_file)
     pool = [pool[i] for i in np.random.default_rng(cfg.seed).permutation(len(pool))]
@@ -550,6 +599,14 @@ def validate(cfg: ValidateConfig) -> dict:
         report.update(ability=cfg.ability, ability_questions=0)
     modes = assign_modes(difficulty, [report["ability"]], "dynamic", threshold=cfg.threshold, scale=cfg.irt_scale)
     report["cooperation_share"] = modes.count("cooperation") / len(modes)
+    known = ~np.isnan(levels)
+    if known.all():  # the control: the same IRT with D_q = the known level (difficulty="level")
+        level_modes = assign_modes(level_difficulty(levels), [report["ability"]], "dynamic",
+                                   threshold=cfg.threshold, scale=cfg.irt_scale)
+        report["cooperation_share_level"] = level_modes.count("cooperation") / len(level_modes)
+        report["cooperation_by_level"] = {
+            "self_rank": {str(int(k)): v for k, v in cooperation_share_by_level(modes, levels).items()},
+            "level": {str(int(k)): v for k, v in cooperation_share_by_level(level_modes, levels).items()}}
     report["difficulty_quartiles"] = np.quantile(difficulty, [0, 0.25, 0.5, 0.75, 1]).round(4).tolist()
     return report
 

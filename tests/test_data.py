@@ -146,3 +146,54 @@ def test_json_that_is_not_a_list_or_object_is_reported(tmp_path):
 def test_unknown_benchmark_lists_the_known_ones():
     with pytest.raises(data.DataError, match="unknown benchmark 'gsm9k'; choose from gsm8k, math"):
         data.load_benchmark("gsm9k")
+
+
+# ---- the ladder (issue 13): five levels, answers and levels known by construction ----
+
+def test_ladder_first_questions_hand_checked():
+    first = data.ladder_problems(5, seed=0)
+    assert [(p["id"], p["question"], p["answer"], p["meta"]["level"]) for p in first[:4]] == [
+        ("ladder-1-0", "What is 4 + 4? Give only the number.", "8", 1),      # 4 + 4 = 8, below 10
+        ("ladder-2-1", "What is 7 + 8? Give only the number.", "15", 2),     # carries past 10
+        ("ladder-3-2", "What is 15 + 43? Give only the number.", "58", 3),
+        ("ladder-4-3", "What is 75 - 8? Give only the number.", "67", 4)]
+    word = first[4]  # 7 shells, doubled -> 14, doubled -> 28, -3 -> 25: three steps
+    assert word["question"] == ("Emma has 7 shells. Then Emma doubles the number of shells. Then Emma doubles the "
+                                "number of shells. Then Emma gives away 3 shells. How many shells does Emma have now?")
+    assert (word["answer"], word["meta"]["level"], word["meta"]["steps"]) == ("25", 5, 3)
+    assert {p["meta"]["benchmark"] for p in first} == {"ladder"} and {p["kind"] for p in first} == {"math"}
+
+
+def test_every_ladder_question_is_of_its_level_and_its_answer_is_right():
+    import re
+    problems = data.ladder_problems(500, seed=3)
+    assert [sum(p["meta"]["level"] == k for p in problems) for k in (1, 2, 3, 4, 5)] == [100] * 5  # balanced
+    for p in problems:
+        level, answer = p["meta"]["level"], int(p["answer"])
+        assert f"\\boxed{{{answer}}}" in p["meta"]["solution"]
+        if level == 5:
+            assert p["meta"]["steps"] == 3 and p["meta"]["solution"].count("\n") == 3  # three lines + the answer
+            continue
+        a, sign, b = re.fullmatch(r"What is (\d+) ([+-]) (\d+)\? Give only the number\.", p["question"]).groups()
+        a, b = int(a), int(b)
+        assert answer == (a + b if sign == "+" else a - b) >= 0
+        digits = (len(str(a)), len(str(b)))
+        assert {1: digits == (1, 1) and answer <= 9, 2: digits == (1, 1) and answer >= 10,
+                3: digits == (2, 2), 4: digits == (2, 1)}[level], p
+        assert sign == "+" or level == 4
+
+
+def test_ladder_is_deterministic_by_seed_and_test_train_differ():
+    assert data.ladder_problems(40, seed=5) == data.ladder_problems(40, seed=5)
+    assert data.ladder_problems(40, seed=5) != data.ladder_problems(40, seed=6)
+    test = data.load_benchmark("ladder", limit=50)
+    train = data.load_benchmark("ladder", limit=50, split="train")
+    assert test == data.ladder_problems(50, seed=0) and train == data.ladder_problems(50, seed=1_000_003)
+    hard = lambda records: {r["question"] for r in records if r["meta"]["level"] in (3, 5)}  # noqa: E731
+    assert not hard(test) & hard(train)  # levels 1, 2, 4 have 36, 45, 1,620 questions: overlap can happen
+    assert len(data.load_benchmark("ladder")) == 500 and "ladder" in data.BENCHMARKS
+
+
+def test_ladder_level_outside_one_to_five_is_an_error():
+    with pytest.raises(ValueError, match="ladder level must be one of \\[1, 2, 3, 4, 5\\], got 6"):
+        data.ladder_problems(2, levels=(1, 6))

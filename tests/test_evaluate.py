@@ -398,6 +398,10 @@ BAD_EVAL_ARGS = [
     (["--data-file", "{tmp}/gsm8k.jsonl", "--benchmarks", "gsm8k,math500"], "--data-file holds one benchmark"),
     (["--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere: no such directory"),
     (["--samples", "0"], "--samples must be >= 1"),
+    (["--memory-mb", "8"], "--memory-mb 8: must be at least"),
+    (["--timeout", "0"], "--timeout 0: must be at least"),
+    (["--device", "tpu"], "--device must be one of auto, cuda, mps, cpu"),
+    (["--bf16", "--fp16"], "--bf16 and --fp16 exclude each other"),
     (["--samples", "3"], "--samples 3 needs --temperature > 0"),
     (["--benchmarks", ""], "--benchmarks must name at least one benchmark"),
     (["--benchmarks", "gsm8k,gsm9k"], "--benchmarks: unknown benchmark 'gsm9k'"),
@@ -413,8 +417,6 @@ BAD_EVAL_ARGS = [
     (["--out", ""], "--out must not be empty"),
     (["--oracle", "silver"], "--oracle must be 'gold' or 'shuffled'"),
     (["--mode", "vote"], "--mode must be single, debate or idea3"),
-    (["--timeout", "0"], "--timeout must be > 0"),
-    (["--memory-mb", "0"], "--memory-mb must be"),
     (["--model", ""], "--model must name a model"),
 ]
 
@@ -463,7 +465,7 @@ def test_cli_resume_over_a_malformed_results_line_is_one_line(tmp_path, capsys, 
 def test_cli_model_error_is_one_line(tmp_path, monkeypatch, capsys):
     import llm
 
-    def load_model(name):
+    def load_model(name, **kwargs):
         raise llm.ModelError(f"cannot load {name!r} from the Hugging Face Hub (offline or unknown id)")
     monkeypatch.setattr(llm, "load_model", load_model)
     with pytest.raises(SystemExit) as e:
@@ -472,3 +474,26 @@ def test_cli_model_error_is_one_line(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2
     assert capsys.readouterr().err == ("evaluate.py: error: cannot load 'no-one/nothing' from the Hugging Face Hub "
                                        "(offline or unknown id)\n")
+
+
+# ------------------------------------------------------------------------------------- the ladder (issue 13)
+
+def test_ladder_answers_are_graded_by_their_last_number_like_synthetic():
+    import data
+    record = data.ladder_problems(1, seed=0)[0]                        # "What is 4 + 4?", answer 8
+    assert evaluate.reward("4 + 4 = 8", record) == 1.0                 # the model's usual short answer
+    assert evaluate.reward("4 + 4 = 8, not 9", record) == 0.0          # the last number counts
+    assert evaluate.reward(record["meta"]["solution"], record) == 1.0  # the gold worked solution
+
+
+def test_summary_counts_mixed_groups_overall_and_per_level():
+    rows = [{"num_correct": c, "level": level, "reason": "wrong"}
+            for c, level in [(0, 1), (2, 1), (4, 1), (3, 2), (1, 2), (0, 2), (0, 2), (4, 2)]]
+    summary = evaluate.summarize(rows, samples=4)
+    assert summary["mixed_share"] == 37.5                              # 3 of 8: c = 2, 3, 1
+    assert summary["mixed_share_by_level"] == {"1": 33.33, "2": 40.0}  # 1 of 3, 2 of 5
+    assert summary["pass@1_by_level"] == {"1": 50.0, "2": 40.0}        # (0+2+4)/12, (3+1+0+0+4)/20
+    single = [{"num_correct": 1, "level": 1, "reason": "passed"}, {"num_correct": 0, "level": 1, "reason": "wrong"}]
+    assert "mixed_share" not in evaluate.summarize(single, samples=1)           # greedy: no groups
+    table = evaluate.format_table({"ladder": {**summary, "items": 8}}, samples=4)
+    assert "ladder level 2" in table and "mixed groups 40.0 %" in table

@@ -71,6 +71,9 @@ BAD_SETTINGS = [
     (["--log_transcript_steps", "0"], "--log_transcript_steps must be >= 1"),
     (["--batch_size", "0"], "--batch_size must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
+    (["--difficulty", "guess"], "--difficulty must be one of self_rank, level"),
+    (["--difficulty", "level", "--train_data", "gsm8k"], "--difficulty level needs training questions with a known"),
+    (["--train_data", "ladder", "--train_levels", "1,6"], "--train_levels for the ladder must be among 1,2,3,4,5"),
 ]
 BOOLEAN_FIELDS = {"calibration", "gradient_checkpointing", "eval_base", "allow_test_training",
                   "use_bias_correction_kl", "skip_zero_advantage_kl_approx", "shared_prefix"}  # argparse: on|off
@@ -462,3 +465,24 @@ def test_a_checkpoint_written_on_a_gpu_in_bf16_resumes_on_the_cpu(tmp_path, monk
         for (name, p), q in zip(a.model.named_parameters(), b.model.parameters()):
             assert p.dtype == torch.float32 and p.device.type == "cpu"
             assert torch.equal(p, q.float()), name
+
+
+def test_level_difficulty_on_the_ladder_splits_the_modes_and_logs_them_per_level(tmp_path, monkeypatch):
+    import data
+    import irt
+    monkeypatch.setattr(irt, "estimate_ability", lambda *args, **kwargs: 0.3)  # gamma of both agents
+    monkeypatch.setattr(irt, "estimate_difficulty", lambda *a, **k: pytest.fail("self-ranking was run"))
+    run(tmp_path, "--train_data", "ladder", "--val_data", "ladder", "--train_levels", "1,2,3,4,5",
+        "--difficulty", "level", "--num_train", "10", "--questions_per_step", "5", "--max_steps", "2",
+        "--eval_benchmarks", "ladder", "--eval_limit", "1")
+    saved = json.loads((tmp_path / "run" / "irt.json").read_text())
+    train = data.ladder_problems(10, seed=1_000_003)                       # the training questions (seed 0)
+    assert saved["difficulty"] == [(r["meta"]["level"] - 1) / 4 for r in train] and saved["abilities"] == [0.3, 0.3]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for step, row in enumerate(rows):
+        batch = [train[q]["meta"]["level"] for q in ilr.step_questions(10, step, 5, seed=0)]  # B = 5 levels
+        # gamma 0.3: levels 1-2 (D 0, 0.25) are easy -> compete; 3-5 -> cooperate; None = not in this batch
+        expected = {k: (None if k not in batch else float(k >= 3)) for k in range(1, 6)}
+        assert {k: row[f"ilr/cooperation_share/level{k}"] for k in range(1, 6)} == expected
+        assert row["ilr/cooperation_share"] == pytest.approx(sum(k >= 3 for k in batch) / 5)
+    assert {v for row in rows for k, v in row.items() if k.startswith("ilr/cooperation_share/")} >= {0.0, 1.0}

@@ -4,6 +4,7 @@ Hand-computed numbers; the model-facing parts run with llm.tiny_model() (random 
 garbage, which the parser must count, not crash on) or with a fake `llm.generate` that ranks perfectly.
 """
 
+import json
 import math
 import re
 
@@ -297,3 +298,44 @@ def test_validate_command_runs_with_the_tiny_model(tmp_path, capsys):
 def test_parse_config_reads_flags_and_types():
     cfg = irt.parse_config(["--limit", "7", "--failure-rate", "--ability", "0.25", "--group-size", "5"])
     assert (cfg.limit, cfg.failure_rate, cfg.ability, cfg.group_size, cfg.num_splits) == (7, True, 0.25, 5, 3)
+
+
+# ---------------------------------------------------------------- difficulty = the known level (issue 13)
+
+def test_level_difficulty_is_min_max_normalised_over_the_questions():
+    assert irt.level_difficulty([2, 5, 3, 5]).tolist() == [0.0, 1.0, 1 / 3, 1.0]
+    assert irt.level_difficulty([3, 3, 3]).tolist() == [0.5, 0.5, 0.5]  # no spread, no information
+    with pytest.raises(ValueError, match="every question needs a known level"):
+        irt.level_difficulty([1, None, 3])
+
+
+def test_a_known_level_order_gives_the_right_modes_by_hand():
+    # ladder levels 1..5 -> D = 0, 0.25, 0.5, 0.75, 1; agents of ability 0.3 and 0.5 (held-out accuracies).
+    # P = 1/(1+exp(-1.7 (gamma - D))), mean over the two agents:
+    #   D = 0:    sigma(0.51) = 0.6248, sigma(0.85) = 0.7006 -> 0.6627  competition
+    #   D = 0.25: sigma(0.085) = 0.5212, sigma(0.425) = 0.6047 -> 0.5630 competition
+    #   D = 0.5:  sigma(-0.34) = 0.4158, sigma(0) = 0.5 -> 0.4579          cooperation
+    #   D = 0.75, 1: below 0.5                                              cooperation
+    difficulty = irt.level_difficulty([1, 2, 3, 4, 5])
+    p = irt.irt_probability(np.array([0.3, 0.5])[None, :], difficulty[:, None]).mean(axis=1)
+    assert p[:3].round(4).tolist() == [0.6627, 0.563, 0.4579]
+    modes = irt.assign_modes(difficulty, [0.3, 0.5])
+    assert modes == ["competition", "competition", "cooperation", "cooperation", "cooperation"]
+    # a stronger pair (0.7, 0.9): only the hardest level is cooperative.
+    # D = 0.75: sigma(-0.085) = 0.4788, sigma(0.255) = 0.5634 -> 0.5211 competition;
+    # D = 1:    sigma(-0.51) = 0.3752, sigma(-0.17) = 0.4576 -> 0.4164 cooperation
+    assert irt.assign_modes(difficulty, [0.7, 0.9]) == ["competition"] * 4 + ["cooperation"]
+    assert irt.cooperation_share_by_level(modes, [1, 2, 3, 4, 5], all_levels=[1, 2, 3, 4, 5, 6]) == {
+        1: 0.0, 2: 0.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: None}
+
+
+def test_validate_on_the_ladder_reports_both_difficulties_by_level(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    irt.main(["validate", "--model", "tiny", "--benchmark", "ladder", "--limit", "10", "--num-splits", "1",
+              "--ability", "0.3", "--rank-max-new-tokens", "4", "--cache-dir", str(tmp_path), "--output", str(out)])
+    report = json.loads(out.read_text())
+    assert report["num_questions"] == 10 and set(report["mean_difficulty_by_level"]) == {"1", "2", "3", "4", "5"}
+    # gamma 0.3 with D = level: levels 1-2 (D 0, 0.25) compete, 3-5 cooperate; 2 questions per level
+    assert report["cooperation_by_level"]["level"] == {"1": 0.0, "2": 0.0, "3": 1.0, "4": 1.0, "5": 1.0}
+    assert report["cooperation_share_level"] == 0.6
+    assert set(report["cooperation_by_level"]["self_rank"]) == {"1", "2", "3", "4", "5"}
