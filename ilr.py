@@ -551,9 +551,12 @@ def save_checkpoint(run: Path, agents: list[Agent], step: int) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for i, a in enumerate(agents):
-        torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict()}, tmp / f"agent{i}.pt")
+        torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),     # fp16: the loss
+                    "scaler": a.scaler.state_dict() if a.scaler else None}, tmp / f"agent{i}.pt")  # scale too
     torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                "python": random.getstate()}, tmp / "state.pt.part")
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               tmp / "state.pt.part")
     os.replace(tmp / "state.pt.part", tmp / "state.pt")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -595,8 +598,12 @@ def load_checkpoint(run: Path, agents: list[Agent]) -> int:
         state = torch.load(ck / f"agent{i}.pt", map_location="cpu", weights_only=False)
         a.model.load_state_dict(state["model"])
         a.optimizer.load_state_dict(state["optimizer"])
+        if a.scaler is not None and state.get("scaler"):   # an fp16 run resumes with its loss scale, not anew
+            a.scaler.load_state_dict(state["scaler"])
     state = torch.load(ck / "state.pt", map_location="cpu", weights_only=False)
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])        # same GPUs: sampling continues exactly
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     return state["step"]

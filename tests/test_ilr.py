@@ -486,3 +486,18 @@ def test_level_difficulty_on_the_ladder_splits_the_modes_and_logs_them_per_level
         assert {k: row[f"ilr/cooperation_share/level{k}"] for k in range(1, 6)} == expected
         assert row["ilr/cooperation_share"] == pytest.approx(sum(k >= 3 for k in batch) / 5)
     assert {v for row in rows for k, v in row.items() if k.startswith("ilr/cooperation_share/")} >= {0.0, 1.0}
+
+
+def test_an_fp16_runs_loss_scale_is_saved_and_restored(tmp_path):
+    """The GradScaler's scale adapts during a run (halved on every inf/nan step); a resume that restarted it at
+    its initial 2**16 would skip steps again until it had re-learned it."""
+    cfg = ilr.parse_args(["--preset", "tiny"])[0]
+    saved_agents = ilr.make_agents(cfg)
+    for k, a in enumerate(saved_agents):
+        a.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** (10 + k))
+    ilr.save_checkpoint(tmp_path, saved_agents, 1)
+    agents = ilr.make_agents(cfg)
+    for a in agents:
+        a.scaler = torch.amp.GradScaler("cpu")                              # a fresh run's initial 2**16
+    assert ilr.load_checkpoint(tmp_path, agents) == 1
+    assert [a.scaler.get_scale() for a in agents] == [2.0 ** 10, 2.0 ** 11]
