@@ -194,7 +194,6 @@ def check_gpu_small_run(run, result, training_questions):
         assert len(lines) == 1 and json.loads(lines[0])["id"] == "0"
 
 
-@pytest.mark.slow  # ~30 s on 2 CPU cores: the local MATH files and two full evaluations
 def test_readme_gpu_small_with_data_dir(fake_hub, data_dir, tmp_path):
     # .venv/bin/python ilr.py --preset gpu-small --data_dir ../shared/data   (models from the fake Hub)
     run, result = ilr_gpu_small(tmp_path, "--data_dir", str(data_dir))
