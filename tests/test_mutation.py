@@ -6,7 +6,6 @@ import math
 import warnings
 from fractions import Fraction
 
-import numpy as np
 import pytest
 import torch
 
