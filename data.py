@@ -44,6 +44,7 @@ import json
 import random
 import re
 import sys
+import zlib
 from pathlib import Path
 
 
@@ -347,8 +348,8 @@ def load_benchmark(name: str, data_dir=None, data_file=None, limit: int | None =
         raise DataError(f"unknown split {split!r}; choose 'test' or 'train'")
     if name == "synthetic":
         return synthetic_problems(limit or 500, seed=seed + (0 if split == "test" else 1_000_003))
-    if name == "ladder":  # the same: generated, test and train from different seeds
-        return ladder_problems(limit or 500, seed=seed + (0 if split == "test" else 1_000_003))
+    if name == "ladder":  # the same, and each question on one side of a fixed split (no test question is trained on)
+        return ladder_problems(limit or 500, seed=seed + (0 if split == "test" else 1_000_003), split=split)
     if data_file is not None:
         rows = [(f"{data_file}:{n}", row) for n, row in read_records(data_file)]
     elif data_dir is not None:
@@ -476,7 +477,8 @@ def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[di
 # of level 1, greedy: 53 % with it, 33 % with each of "... no steps.", "2 + 4 = ?", "2 plus 4", "Answer with
 # one number."; the bare "What is a + b?" was 21 % on 24 one-digit sums). Levels are
 # ordered by the measured accuracy: "23 - 5" came out harder than "47 + 38" (the model mixes up + and -).
-# Small levels have few distinct questions (level 1: 36, level 2: 45), so train and test overlap there.
+# Held out: every question is on one side of a fixed split by the hash of its text (a third on the test side,
+# `in_test_split`), so no test question is ever trained on, even at levels 1 and 2 with their 36 and 45 sums.
 # SmolLM2-135M-Instruct, evaluate.test_prompt, 96 new tokens (`make ladder-probe`, one thread, 2 shared cores):
 #     level                        1      2      3      4      5
 #     greedy accuracy, 48/level   56 %   35 %    4 %    2 %    0 %
@@ -499,8 +501,17 @@ def _sum_record(level: int, index: int, a: int, b: int, sign: str = "+") -> dict
                    level=level, benchmark="ladder")
 
 
-def ladder_problem(rng: random.Random, level: int, index: int) -> dict:
-    """One question of ladder level 1-5 (see LADDER_LEVELS); the answer is a non-negative integer."""
+def in_test_split(question: str) -> bool:
+    """Which side of the ladder's train/test split a question is on: a third of all questions, by a hash of the
+    text (crc32: the same on every machine and Python, unlike hash()), uncorrelated with the answer.
+
+    >>> [in_test_split(f"What is {a} + 4? Give only the number.") for a in range(1, 6)]
+    [False, False, False, True, False]
+    """
+    return zlib.crc32(question.encode("utf-8")) % 3 == 0
+
+
+def _ladder_draw(rng: random.Random, level: int, index: int) -> dict:
     if level in (1, 2):  # uniform over the 36 sums of the level (a uniform first term would favour 8 + 1)
         return _sum_record(level, index, *rng.choice(ONE_DIGIT_SUMS[level]))
     if level == 3:
@@ -515,14 +526,28 @@ def ladder_problem(rng: random.Random, level: int, index: int) -> dict:
     raise ValueError(f"ladder level must be one of {sorted(LADDER_LEVELS)}, got {level!r}")
 
 
-def ladder_problems(n: int, seed: int = 0, levels=tuple(LADDER_LEVELS)) -> list[dict]:
+def ladder_problem(rng: random.Random, level: int, index: int, split: str | None = None) -> dict:
+    """One question of ladder level 1-5 (see LADDER_LEVELS); the answer is a non-negative integer. `split`
+    "test" or "train" draws until the question is on that side of `in_test_split`; None takes any question."""
+    while True:
+        record = _ladder_draw(rng, level, index)
+        if split is None or in_test_split(record["question"]) == (split == "test"):
+            return record
+
+
+def ladder_problems(n: int, seed: int = 0, levels=tuple(LADDER_LEVELS), split: str | None = None) -> list[dict]:
     """`n` ladder questions, levels cycling through `levels` (balanced); the same seed gives the same questions.
+    `split` ("test", "train" or None = either) keeps the test questions out of training (`in_test_split`).
 
     >>> [(p["question"], p["answer"], p["meta"]["level"]) for p in ladder_problems(2, seed=0, levels=(1, 4))]
     [('What is 4 + 4? Give only the number.', '8', 1), ('What is 63 - 1? Give only the number.', '62', 4)]
+    >>> [p["question"] for p in ladder_problems(2, seed=0, levels=(1,), split="test")]
+    ['What is 4 + 4? Give only the number.', 'What is 5 + 1? Give only the number.']
     """
+    if split not in (None, "test", "train"):
+        raise ValueError(f"ladder split must be 'test', 'train' or None, got {split!r}")
     rng = random.Random(seed)
-    return [ladder_problem(rng, levels[i % len(levels)], i) for i in range(n)]
+    return [ladder_problem(rng, levels[i % len(levels)], i, split) for i in range(n)]
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -684,7 +685,8 @@ def format_line(m: dict, M: int) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 def load_training_data(cfg: Config) -> tuple[list[dict], list[dict]]:
-    generated = {"synthetic": data.synthetic_problems, "ladder": data.ladder_problems}  # offline, level known
+    generated = {"synthetic": data.synthetic_problems,                     # offline, level known; the ladder's
+                 "ladder": functools.partial(data.ladder_problems, split="train")}  # test questions never train
     levels = tuple(int(x) for x in cfg.train_levels.split(","))
     if cfg.train_data in generated:
         train = generated[cfg.train_data](cfg.num_train or 500, seed=cfg.seed + 1_000_003, levels=levels)

@@ -183,15 +183,24 @@ def test_every_ladder_question_is_of_its_level_and_its_answer_is_right():
         assert sign == "+" or level == 4
 
 
-def test_ladder_is_deterministic_by_seed_and_test_train_differ():
+def test_ladder_is_deterministic_by_seed_and_no_test_question_is_a_training_question():
     assert data.ladder_problems(40, seed=5) == data.ladder_problems(40, seed=5)
     assert data.ladder_problems(40, seed=5) != data.ladder_problems(40, seed=6)
-    test = data.load_benchmark("ladder", limit=50)
-    train = data.load_benchmark("ladder", limit=50, split="train")
-    assert test == data.ladder_problems(50, seed=0) and train == data.ladder_problems(50, seed=1_000_003)
-    hard = lambda records: {r["question"] for r in records if r["meta"]["level"] in (3, 5)}  # noqa: E731
-    assert not hard(test) & hard(train)  # levels 1, 2, 4 have 36, 45, 1,620 questions: overlap can happen
+    test = data.load_benchmark("ladder", limit=500)
+    train = data.load_benchmark("ladder", limit=500, split="train")
+    assert test == data.ladder_problems(500, seed=0, split="test")
+    assert train == data.ladder_problems(500, seed=1_000_003, split="train")
+    questions = lambda records: {r["question"] for r in records}  # noqa: E731
+    assert not questions(test) & questions(train)  # even levels 1 and 2, with 36 and 45 distinct sums
+    assert all(data.in_test_split(q) for q in questions(test)) and not any(map(data.in_test_split, questions(train)))
+    # every level has questions on both sides: 500 draws of level 1 see all 36 sums, 13 of them on the test side
+    sums = {r["question"] for r in data.ladder_problems(500, seed=1, levels=(1,))}
+    assert len(sums) == 36 and sum(map(data.in_test_split, sums)) == 13
+    for level in (1, 2, 3, 4, 5):
+        assert {r["meta"]["level"] for r in data.ladder_problems(3, seed=2, levels=(level,), split="test")} == {level}
     assert len(data.load_benchmark("ladder")) == 500 and "ladder" in data.BENCHMARKS
+    with pytest.raises(ValueError, match="ladder split must be 'test', 'train' or None, got 'val'"):
+        data.ladder_problems(2, split="val")
 
 
 def test_ladder_level_outside_one_to_five_is_an_error():

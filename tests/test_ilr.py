@@ -476,7 +476,7 @@ def test_level_difficulty_on_the_ladder_splits_the_modes_and_logs_them_per_level
         "--difficulty", "level", "--num_train", "10", "--questions_per_step", "5", "--max_steps", "2",
         "--eval_benchmarks", "ladder", "--eval_limit", "1")
     saved = json.loads((tmp_path / "run" / "irt.json").read_text())
-    train = data.ladder_problems(10, seed=1_000_003)                       # the training questions (seed 0)
+    train = data.ladder_problems(10, seed=1_000_003, split="train")        # the training questions (seed 0)
     assert saved["difficulty"] == [(r["meta"]["level"] - 1) / 4 for r in train] and saved["abilities"] == [0.3, 0.3]
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for step, row in enumerate(rows):
