@@ -102,6 +102,24 @@ def test_every_preset_passes_the_checks():
         ilr.check_config(ilr.parse_args(["--preset", name])[0])
 
 
+def test_demo_preset_trains_on_the_ladder_and_evaluates_on_at_least_100_held_out_questions():
+    import data
+    cfg, _ = ilr.parse_args(["--preset", "demo"])
+    # the measured settings (docs/RESULTS.md, "Demo"); the base model has mixed groups at levels 1-2 only at T < 1
+    assert (cfg.train_data, cfg.val_data, cfg.eval_benchmarks, cfg.difficulty) == ("ladder",) * 3 + ("level",)
+    assert (cfg.temperature, cfg.num_generations, cfg.max_completion_length, cfg.learning_rate) == (0.7, 8, 32, 2e-5)
+    assert cfg.eval_limit >= 100 and cfg.method == "ilr" and cfg.train_stages == "sharing,fusion"
+    # held out: the evaluation questions never occur among the training questions the run can draw
+    train, val = ilr.load_training_data(cfg)
+    test = data.load_benchmark("ladder", limit=cfg.eval_limit)
+    assert not {r["question"] for r in test} & {r["question"] for r in train + val}
+    assert {r["meta"]["level"] for r in train} == {1, 2, 3, 4} and len(train) == cfg.num_train
+    # with the known level as D_q and a middling gamma, IRT sends some levels to each mode
+    difficulty = [(r["meta"]["level"] - 1) / 3 for r in train]
+    modes = {ilr.irt.question_mode([ilr.irt.irt_probability(0.4, d)] * 2) for d in difficulty}
+    assert modes == {"cooperation", "competition"}
+
+
 def test_training_on_a_test_split_needs_the_named_setting():
     cfg, _ = ilr.parse_args(["--train_data", "math500", "--allow_test_training"])
     ilr.check_config(cfg)                                        # allowed when asked for by name
