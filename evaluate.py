@@ -55,8 +55,9 @@ Choices (the paper states none of these; ours, each in one place):
    block; for math the worked solution if it contains a final-answer marker the graders read (a box or
    "####"), else "The final answer is $\\boxed{gold}$". --oracle shuffled grades the gold solution of another
    problem of the same benchmark (a seeded derangement): it should score ~0.
-8. --mode single is each model alone (the paper's test protocol). --mode debate | idea3 with --model a,b runs
-   the paper's Table 4 (untrained models answering together) through idea3.compare (`run_mode`).
+8. Each model alone is the paper's test protocol. Models answering together (single / debate / Idea3, the
+   paper's Table 4) are multi-agent inference: `python idea3.py eval --mode debate|idea3 --model a,b` (idea3.py
+   imports this module for the prompt and the grader; this module imports no other agent code).
 """
 
 from __future__ import annotations
@@ -814,8 +815,6 @@ class EvalConfig:
     resume: bool = field(default=False, metadata={"help": "skip items already in the results files"})
     oracle: str | None = field(default=None, metadata={"help": "gold | shuffled: grade gold solutions (of the same "
                                                                 "/ another problem), no model"})
-    mode: str = field(default="single", metadata={"help": "single (each model alone, the paper's protocol); "
-                                                         "debate | idea3: --model a,b answer together (Table 4)"})
     timeout: float = field(default=sandbox.DEFAULT_TIMEOUT, metadata={"help": "sandbox wall seconds per program"})
     memory_mb: int = field(default=sandbox.DEFAULT_MEMORY_MB, metadata={"help": "sandbox address space, MB"})
     workers: int | None = field(default=None, metadata={"help": "parallel sandboxes (default: CPU cores)",
@@ -855,8 +854,7 @@ def check_eval_config(cfg: EvalConfig) -> None:
     for name in ("temperature", "top_p", "timeout"):
         need(math.isfinite(getattr(cfg, name)), f"--{name.replace('_', '-')} must be a finite number, got "
                                                  f"{getattr(cfg, name)}")
-    models = [m.strip() for m in cfg.model.split(",")]
-    need(cfg.oracle is not None or all(models), f"--model must name a model (got {cfg.model!r})")
+    need(cfg.oracle is not None or bool(cfg.model.strip()), f"--model must name a model (got {cfg.model!r})")
     names = benchmark_names(cfg.benchmarks)
     need(bool(names), f"--benchmarks must name at least one benchmark (got {cfg.benchmarks!r})")
     for name in names:
@@ -878,11 +876,6 @@ def check_eval_config(cfg: EvalConfig) -> None:
     need(cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}")
     need(cfg.out is None or bool(cfg.out.strip()), "--out must not be empty")
     need(cfg.oracle in (None, "gold", "shuffled"), f"--oracle must be 'gold' or 'shuffled', got {cfg.oracle!r}")
-    need(cfg.mode in ("single", "debate", "idea3"), f"--mode must be single, debate or idea3 (got {cfg.mode!r})")
-    if cfg.mode != "single":
-        need(not (cfg.oracle or cfg.data_file or cfg.samples > 1),
-             f"--mode {cfg.mode} works with --data-dir (or the Hub), greedy, without --oracle")
-        need(len(models) >= 2, f"--mode {cfg.mode} needs --model with at least two comma-separated names")
     try:                                                  # the floor the interpreter itself needs (sandbox.py)
         sandbox.check_limits(cfg.memory_mb, cfg.timeout)
     except ValueError as e:
@@ -901,29 +894,6 @@ def benchmark_names(spec: str) -> list[str]:
             if expanded not in names:
                 names.append(expanded)
     return names
-
-
-def run_mode(cfg: EvalConfig) -> dict | None:
-    """Multi-agent inference (paper Table 4): --mode debate | idea3 with --model naming M >= 2 comma-separated
-    models. Each model's final answer is scored, next to each answering alone; idea3.compare does the work.
-    Returns None for --mode single (the paper's protocol: each model alone), handled by main()."""
-    if cfg.mode == "single":
-        return None
-    import idea3
-
-    results = {}
-    for name in benchmark_names(cfg.benchmarks):
-        argv = ["--models", cfg.model, "--benchmark", name, "--modes", f"single,{cfg.mode}",
-                "--temperature", str(cfg.temperature), "--max-new-tokens", str(cfg.max_new_tokens),
-                "--batch-size", str(cfg.batch_size), "--seed", str(cfg.seed), "--threads", str(cfg.threads)]
-        argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
-        argv += ["--limit", str(cfg.limit)] if cfg.limit else []
-        argv += ["--out", str(Path(cfg.out) / f"{name}-{cfg.mode}.json")] if cfg.out else []
-        argv += [] if cfg.quiet else ["--progress"]
-        argv += ["--device", cfg.device] + [f"--{'' if on else 'no-'}{flag}" for flag, on in
-                                            (("bf16", cfg.bf16), ("fp16", cfg.fp16)) if on is not None]
-        results[name] = idea3.compare(argv)
-    return results
 
 
 def load_records(name: str, cfg: EvalConfig) -> list[dict]:
@@ -958,8 +928,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def evaluate_main(argv: Sequence[str] | None) -> dict:
     cfg = parse_config(argv)
     check_eval_config(cfg)
-    if (multi := run_mode(cfg)) is not None:
-        return multi
     names = benchmark_names(cfg.benchmarks)
     tag = f"oracle-{cfg.oracle}" if cfg.oracle else re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model)
     out = Path(cfg.out or Path("results") / f"eval-{tag}")
