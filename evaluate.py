@@ -103,6 +103,7 @@ MATH_VERIFY_TIMEOUT = 5        # s per math-verify parse / comparison, its defau
 MAX_ANSWER_CHARS = 1000        # longer answers are compared as strings only (guards math-verify / sympy)
 NUMBER_REL_TOL = 1e-4          # as Qwen2.5-Math's math_equal; two integers are compared exactly
 MATH_REASONS = ("passed", "wrong", "no_answer", "grader_error")
+DEVICES = ("auto", "cuda", "mps", "cpu")   # = llm.DEVICES, repeated: the grader imports no torch (tests/test_precision)
 
 
 class Grade(NamedTuple):
@@ -880,9 +881,8 @@ def check_eval_config(cfg: EvalConfig) -> None:
         sandbox.check_limits(cfg.memory_mb, cfg.timeout)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    # llm.DEVICES and llm.pick_precision's first rule, without importing torch here (this module must not)
-    need(cfg.device in ("auto", "cuda", "mps", "cpu"), f"--device must be one of auto, cuda, mps, cpu, got "
-                                                       f"{cfg.device!r}")
+    # llm.pick_device's and llm.pick_precision's first rules, without importing torch here (this module must not)
+    need(cfg.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
     need(not (cfg.bf16 and cfg.fp16), "--bf16 and --fp16 exclude each other: choose one")
 
 

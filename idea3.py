@@ -157,7 +157,7 @@ def discussion_prompt(key: tuple, question: str, sections: Sequence[tuple[str, s
     2
     <BLANKLINE>
     Examine these solutions critically. Find every mistake or weak step, above all in your competitor's work, and say how to do better. Do not write a final answer yet.
-    """
+    """  # noqa: E501 (a doctest's expected output is one line)
     role = ROLES[key[1] or key[0]]
     words = dict(peers=role if num_peers == 1 else role + "s",
                  peers_own=role + "'s" if num_peers == 1 else role + "s'", answer_format=ANSWER_FORMAT[kind])

@@ -422,12 +422,10 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
                abilities: list[float], step: int) -> tuple[dict, list]:
     """Returns (metrics of this step, transcripts)."""
     t0 = time.time()
-    M, G = len(agents), cfg.num_generations
+    M = len(agents)
     seed = step_seed(cfg.seed, step)
     batch = step_questions(len(records), step, cfg.questions_per_step, cfg.seed)
     questions = [records[q] for q in batch]                                                  # B records
-    for a in agents:
-        a.model.eval()
 
     # 1) IRT: choose the mode of each question (Dynamic Interaction; irt.py).
     modes = irt.assign_modes(difficulty[batch], abilities, cfg.interaction, cfg.cooperation_ratio,
@@ -784,7 +782,6 @@ def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dic
             if tag == "base" and twin < i:
                 results[f"agent{i}/{name}"] = results[f"agent{twin}/{name}"]
                 continue
-            a.model.eval()
             out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             stamp, inputs = out.with_suffix(".inputs.json"), eval_cache_inputs(cfg, tag, i, records)
@@ -807,9 +804,10 @@ def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
     names = cfg.eval_benchmarks.split(",")
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, name in enumerate(model_names(cfg)[:M]):
+        row = lambda label, scores: f"| {label} | " + " | ".join(f"{scores[f'agent{i}/{b}']:.1f}" for b in names) + " |"
         if base:
-            lines.append(f"| agent{i} base ({name}) | " + " | ".join(f"{base[f'agent{i}/{b}']:.1f}" for b in names) + " |")
-        lines.append(f"| agent{i} {cfg.method} | " + " | ".join(f"{trained[f'agent{i}/{b}']:.1f}" for b in names) + " |")
+            lines.append(row(f"agent{i} base ({name})", base))
+        lines.append(row(f"agent{i} {cfg.method}", trained))
     return "\n".join(lines)
 
 

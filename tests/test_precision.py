@@ -88,6 +88,7 @@ def test_evaluate_repeats_the_device_fields_of_llm_exactly():
     ours = {f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(evaluate.EvalConfig)}
     for f in dataclasses.fields(llm.DeviceConfig):
         assert ours[f.name] == (f.default, f.metadata["help"])
+    assert evaluate.DEVICES == llm.DEVICES                        # --device's choices, checked before llm loads
 
 
 def test_set_precision_runs_every_forward_under_autocast(tiny):
