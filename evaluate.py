@@ -6,8 +6,8 @@ with one greedy sample per question, on GSM8K, MATH-500, Minerva Math, OlympiadB
 plain mean is "Avg") and on MBPP (code, out of domain). The same grading function is the reward of training:
 ilr -> irt -> idea3 -> **evaluate.reward** -> grpo -> ilr.
 
-    python evaluate.py --model smollm2-135m --benchmarks gsm8k,math500 --data-dir ../shared/data --limit 100
-    python evaluate.py --oracle gold --benchmarks paper --data-dir ../shared/data      # check the grader, no model
+    python evaluate.py --model smollm2-135m --benchmarks gsm8k,math500 --limit 100       # benchmarks from the Hub
+    python evaluate.py --oracle gold --benchmarks paper --data-dir data/   # check the grader, no model (local copy)
     python evaluate.py --model smollm2-135m --benchmarks mbpp --samples 8 --temperature 0.8   # pass@1..8
     .venv/bin/python -m pytest tests/test_evaluate.py tests/test_sandbox.py --doctest-modules evaluate.py sandbox.py
 
@@ -802,11 +802,11 @@ class EvalConfig:
                                                                  "llm.tiny_model() (tests); ignored with --oracle"})
     benchmarks: str = field(default="gsm8k", metadata={"help": "comma-separated data.py names; 'aime' = aime24,"
                                                               "aime25 (pooled row); 'paper' = the paper's six"})
-    data_dir: str | None = field(default=None, metadata={"help": "local data folder laid out like ../shared/data"})
+    data_dir: str | None = field(default=None, metadata={"help": "local data folder (`python data.py download`)"})
     data_file: str | None = field(default=None, metadata={"help": "one benchmark file (then one benchmark)"})
     limit: int | None = field(default=None, metadata={"help": "first N records of each benchmark", "type": int})
     batch_size: int = field(default=64, metadata={"help": "sequences per forward pass; 1 = one problem at a "
-                                                          "time (64 was 1.14x faster than 16 on CPU, README)"})
+                                                          "time (64 was 1.14x faster than 16 on CPU, docs/RESULTS.md)"})
     max_new_tokens: int = field(default=512, metadata={"help": "T: completion tokens per answer"})
     samples: int = field(default=1, metadata={"help": "K samples per problem: pass@1..K (K > 1 needs temperature)"})
     temperature: float = field(default=0.0, metadata={"help": "0.0 = greedy (the paper's pass@1 protocol)"})

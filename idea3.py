@@ -22,8 +22,8 @@ Every per-agent structure is indexed agent first: samples[stage][i][b] is agent 
     print(idea3.format_transcript(result.transcripts[0]))
     prompt_ids, completion_ids = idea3.agent_batch(result, "fusion", 0)   # agent 0's B*G rows, b-major
 
-    python idea3.py show --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir ../shared/data --index 0
-    python idea3.py compare --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir ../shared/data --limit 50
+    python idea3.py show --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir data/ --index 0
+    python idea3.py compare --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir data/ --limit 50
     python idea3.py eval --mode idea3 --model smollm2-135m,smollm2-135m --benchmarks gsm8k,math500 --limit 50
     .venv/bin/python -m pytest tests/test_idea3.py --doctest-modules idea3.py -q          # ~30 s
 
@@ -572,7 +572,7 @@ class RunConfig(llm.DeviceConfig):  # --device, --bf16, --fp16
         "help": "M comma-separated llm.load_model names ('tiny' = llm.tiny_model(), tests); a repeated name "
                 "is loaded once and shared"})
     benchmark: str = field(default="gsm8k", metadata={"help": "a data.py benchmark name"})
-    data_dir: str | None = field(default=None, metadata={"help": "local data folder laid out like ../shared/data"})
+    data_dir: str | None = field(default=None, metadata={"help": "local data folder (`python data.py download`)"})
     temperature: float = field(default=0.0, metadata={
         "help": "temperature of the interaction stages (analysis, fusion, debate revision); 0 = greedy, which "
                 "makes copies of one model answer identically"})

@@ -154,7 +154,7 @@ PRESETS = {
                  temperature=0.7, train_stages="sharing,fusion", max_completion_length=96, peer_token_budget=64,
                  learning_rate=2e-6, save_steps=2,
                  eval_benchmarks="synthetic", eval_limit=20, eval_max_new_tokens=96, output_dir="runs/demo"),
-    # A pair of ~0.5B models of two families on MATH (train split), sized for one 24 GB GPU (README, "Memory").
+    # A pair of ~0.5B models of two families on MATH (train split), sized for one 24 GB GPU (docs/RESULTS.md).
     "gpu-small": dict(models="Qwen/Qwen2.5-0.5B-Instruct,HuggingFaceTB/SmolLM2-360M-Instruct",
                       train_data="math", val_data="math", num_val=1000, max_steps=300, questions_per_step=8,
                       num_generations=8, max_completion_length=512, peer_token_budget=384, learning_rate=1e-6,
