@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: install
 	$(PYTHON) ilr.py --preset demo
 
-# The default test suite (fast; a tiny random model), with every module's docstring examples.
+# The linter (settings in pyproject.toml), then the default test suite (fast; a tiny random model) with every
+# module's docstring examples.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest
 
 # Slow tests: the real SmolLM2-135M model.

@@ -6,8 +6,8 @@ with one greedy sample per question, on GSM8K, MATH-500, Minerva Math, OlympiadB
 plain mean is "Avg") and on MBPP (code, out of domain). The same grading function is the reward of training:
 ilr -> irt -> idea3 -> **evaluate.reward** -> grpo -> ilr.
 
-    python evaluate.py --model smollm2-135m --benchmarks gsm8k,math500 --data-dir ../shared/data --limit 100
-    python evaluate.py --oracle gold --benchmarks paper --data-dir ../shared/data      # check the grader, no model
+    python evaluate.py --model smollm2-135m --benchmarks gsm8k,math500 --limit 100       # benchmarks from the Hub
+    python evaluate.py --oracle gold --benchmarks paper --data-dir data/   # check the grader, no model (local copy)
     python evaluate.py --model smollm2-135m --benchmarks mbpp --samples 8 --temperature 0.8   # pass@1..8
     .venv/bin/python -m pytest tests/test_evaluate.py tests/test_sandbox.py --doctest-modules evaluate.py sandbox.py
 
@@ -55,8 +55,9 @@ Choices (the paper states none of these; ours, each in one place):
    block; for math the worked solution if it contains a final-answer marker the graders read (a box or
    "####"), else "The final answer is $\\boxed{gold}$". --oracle shuffled grades the gold solution of another
    problem of the same benchmark (a seeded derangement): it should score ~0.
-8. --mode single is each model alone (the paper's test protocol). --mode debate | idea3 with --model a,b runs
-   the paper's Table 4 (untrained models answering together) through idea3.compare (`run_mode`).
+8. Each model alone is the paper's test protocol. Models answering together (single / debate / Idea3, the
+   paper's Table 4) are multi-agent inference: `python idea3.py eval --mode debate|idea3 --model a,b` (idea3.py
+   imports this module for the prompt and the grader; this module imports no other agent code).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ MATH_VERIFY_TIMEOUT = 5        # s per math-verify parse / comparison, its defau
 MAX_ANSWER_CHARS = 1000        # longer answers are compared as strings only (guards math-verify / sympy)
 NUMBER_REL_TOL = 1e-4          # as Qwen2.5-Math's math_equal; two integers are compared exactly
 MATH_REASONS = ("passed", "wrong", "no_answer", "grader_error")
+DEVICES = ("auto", "cuda", "mps", "cpu")   # = llm.DEVICES, repeated: the grader imports no torch (tests/test_precision)
 
 
 class Grade(NamedTuple):
@@ -800,11 +802,11 @@ class EvalConfig:
                                                                  "llm.tiny_model() (tests); ignored with --oracle"})
     benchmarks: str = field(default="gsm8k", metadata={"help": "comma-separated data.py names; 'aime' = aime24,"
                                                               "aime25 (pooled row); 'paper' = the paper's six"})
-    data_dir: str | None = field(default=None, metadata={"help": "local data folder laid out like ../shared/data"})
+    data_dir: str | None = field(default=None, metadata={"help": "local data folder (`python data.py download`)"})
     data_file: str | None = field(default=None, metadata={"help": "one benchmark file (then one benchmark)"})
     limit: int | None = field(default=None, metadata={"help": "first N records of each benchmark", "type": int})
     batch_size: int = field(default=64, metadata={"help": "sequences per forward pass; 1 = one problem at a "
-                                                          "time (64 was 1.14x faster than 16 on CPU, README)"})
+                                                          "time (64 was 1.14x faster than 16 on CPU, docs/RESULTS.md)"})
     max_new_tokens: int = field(default=512, metadata={"help": "T: completion tokens per answer"})
     samples: int = field(default=1, metadata={"help": "K samples per problem: pass@1..K (K > 1 needs temperature)"})
     temperature: float = field(default=0.0, metadata={"help": "0.0 = greedy (the paper's pass@1 protocol)"})
@@ -814,8 +816,6 @@ class EvalConfig:
     resume: bool = field(default=False, metadata={"help": "skip items already in the results files"})
     oracle: str | None = field(default=None, metadata={"help": "gold | shuffled: grade gold solutions (of the same "
                                                                 "/ another problem), no model"})
-    mode: str = field(default="single", metadata={"help": "single (each model alone, the paper's protocol); "
-                                                         "debate | idea3: --model a,b answer together (Table 4)"})
     timeout: float = field(default=sandbox.DEFAULT_TIMEOUT, metadata={"help": "sandbox wall seconds per program"})
     memory_mb: int = field(default=sandbox.DEFAULT_MEMORY_MB, metadata={"help": "sandbox address space, MB"})
     workers: int | None = field(default=None, metadata={"help": "parallel sandboxes (default: CPU cores)",
@@ -855,8 +855,7 @@ def check_eval_config(cfg: EvalConfig) -> None:
     for name in ("temperature", "top_p", "timeout"):
         need(math.isfinite(getattr(cfg, name)), f"--{name.replace('_', '-')} must be a finite number, got "
                                                  f"{getattr(cfg, name)}")
-    models = [m.strip() for m in cfg.model.split(",")]
-    need(cfg.oracle is not None or all(models), f"--model must name a model (got {cfg.model!r})")
+    need(cfg.oracle is not None or bool(cfg.model.strip()), f"--model must name a model (got {cfg.model!r})")
     names = benchmark_names(cfg.benchmarks)
     need(bool(names), f"--benchmarks must name at least one benchmark (got {cfg.benchmarks!r})")
     for name in names:
@@ -878,18 +877,12 @@ def check_eval_config(cfg: EvalConfig) -> None:
     need(cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}")
     need(cfg.out is None or bool(cfg.out.strip()), "--out must not be empty")
     need(cfg.oracle in (None, "gold", "shuffled"), f"--oracle must be 'gold' or 'shuffled', got {cfg.oracle!r}")
-    need(cfg.mode in ("single", "debate", "idea3"), f"--mode must be single, debate or idea3 (got {cfg.mode!r})")
-    if cfg.mode != "single":
-        need(not (cfg.oracle or cfg.data_file or cfg.samples > 1),
-             f"--mode {cfg.mode} works with --data-dir (or the Hub), greedy, without --oracle")
-        need(len(models) >= 2, f"--mode {cfg.mode} needs --model with at least two comma-separated names")
     try:                                                  # the floor the interpreter itself needs (sandbox.py)
         sandbox.check_limits(cfg.memory_mb, cfg.timeout)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    # llm.DEVICES and llm.pick_precision's first rule, without importing torch here (this module must not)
-    need(cfg.device in ("auto", "cuda", "mps", "cpu"), f"--device must be one of auto, cuda, mps, cpu, got "
-                                                       f"{cfg.device!r}")
+    # llm.pick_device's and llm.pick_precision's first rules, without importing torch here (this module must not)
+    need(cfg.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
     need(not (cfg.bf16 and cfg.fp16), "--bf16 and --fp16 exclude each other: choose one")
 
 
@@ -901,29 +894,6 @@ def benchmark_names(spec: str) -> list[str]:
             if expanded not in names:
                 names.append(expanded)
     return names
-
-
-def run_mode(cfg: EvalConfig) -> dict | None:
-    """Multi-agent inference (paper Table 4): --mode debate | idea3 with --model naming M >= 2 comma-separated
-    models. Each model's final answer is scored, next to each answering alone; idea3.compare does the work.
-    Returns None for --mode single (the paper's protocol: each model alone), handled by main()."""
-    if cfg.mode == "single":
-        return None
-    import idea3
-
-    results = {}
-    for name in benchmark_names(cfg.benchmarks):
-        argv = ["--models", cfg.model, "--benchmark", name, "--modes", f"single,{cfg.mode}",
-                "--temperature", str(cfg.temperature), "--max-new-tokens", str(cfg.max_new_tokens),
-                "--batch-size", str(cfg.batch_size), "--seed", str(cfg.seed), "--threads", str(cfg.threads)]
-        argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
-        argv += ["--limit", str(cfg.limit)] if cfg.limit else []
-        argv += ["--out", str(Path(cfg.out) / f"{name}-{cfg.mode}.json")] if cfg.out else []
-        argv += [] if cfg.quiet else ["--progress"]
-        argv += ["--device", cfg.device] + [f"--{'' if on else 'no-'}{flag}" for flag, on in
-                                            (("bf16", cfg.bf16), ("fp16", cfg.fp16)) if on is not None]
-        results[name] = idea3.compare(argv)
-    return results
 
 
 def load_records(name: str, cfg: EvalConfig) -> list[dict]:
@@ -958,8 +928,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def evaluate_main(argv: Sequence[str] | None) -> dict:
     cfg = parse_config(argv)
     check_eval_config(cfg)
-    if (multi := run_mode(cfg)) is not None:
-        return multi
     names = benchmark_names(cfg.benchmarks)
     tag = f"oracle-{cfg.oracle}" if cfg.oracle else re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model)
     out = Path(cfg.out or Path("results") / f"eval-{tag}")

@@ -45,7 +45,6 @@ What the paper states and what we chose (tags in the code: # PAPER: / # OURS: / 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------------------------------------
 # 1) Rewards -> calibrated rewards (Eq. 5) -> advantages. Pure functions, no model.

@@ -8,7 +8,7 @@ What it implements (../shared/paper/ILR-method.md §2). Per question, in the mod
                       competition: "your competitor" — find the flaws, do better
     3. Idea Fusion    every agent reads the discussion and writes G final answers (\\boxed{}) -> the GRPO samples
 At test time each trained model answers ALONE (evaluate.py); `multi_agent_answers` is the paper's Table 4
-(untrained models answering together: single / debate / idea3).
+(untrained models answering together: single / debate / idea3), run by `python idea3.py compare` or `eval`.
 
 Data flow: ilr -> irt.assign_modes (a mode per question) -> **idea3.run_idea3** -> evaluate.reward (grade each
 final answer) -> grpo (Eq. 5 across agents, advantages per group, update per agent) -> ilr.
@@ -22,8 +22,9 @@ Every per-agent structure is indexed agent first: samples[stage][i][b] is agent 
     print(idea3.format_transcript(result.transcripts[0]))
     prompt_ids, completion_ids = idea3.agent_batch(result, "fusion", 0)   # agent 0's B*G rows, b-major
 
-    python idea3.py show --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir ../shared/data --index 0
-    python idea3.py compare --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir ../shared/data --limit 50
+    python idea3.py show --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir data/ --index 0
+    python idea3.py compare --models smollm2-135m,smollm2-135m --benchmark gsm8k --data-dir data/ --limit 50
+    python idea3.py eval --mode idea3 --model smollm2-135m,smollm2-135m --benchmarks gsm8k,math500 --limit 50
     .venv/bin/python -m pytest tests/test_idea3.py --doctest-modules idea3.py -q          # ~30 s
 
 How the trainer groups the samples for GRPO (see `Idea3Result`): one group = (stage, agent i, question b), the
@@ -156,7 +157,7 @@ def discussion_prompt(key: tuple, question: str, sections: Sequence[tuple[str, s
     2
     <BLANKLINE>
     Examine these solutions critically. Find every mistake or weak step, above all in your competitor's work, and say how to do better. Do not write a final answer yet.
-    """
+    """  # noqa: E501 (a doctest's expected output is one line)
     role = ROLES[key[1] or key[0]]
     words = dict(peers=role if num_peers == 1 else role + "s",
                  peers_own=role + "'s" if num_peers == 1 else role + "s'", answer_format=ANSWER_FORMAT[kind])
@@ -561,7 +562,8 @@ def format_transcript(t: dict, max_chars: int | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 7) Command line: `show` (one transcript per mode) and `compare` (Table 4: single / debate / idea3)
+# 7) Command line: `show` (one transcript per mode), `compare` (Table 4: single / debate / idea3) and `eval`
+#    (the same with evaluate.py's flags, over several benchmarks)
 # ----------------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -570,7 +572,7 @@ class RunConfig(llm.DeviceConfig):  # --device, --bf16, --fp16
         "help": "M comma-separated llm.load_model names ('tiny' = llm.tiny_model(), tests); a repeated name "
                 "is loaded once and shared"})
     benchmark: str = field(default="gsm8k", metadata={"help": "a data.py benchmark name"})
-    data_dir: str | None = field(default=None, metadata={"help": "local data folder laid out like ../shared/data"})
+    data_dir: str | None = field(default=None, metadata={"help": "local data folder (`python data.py download`)"})
     temperature: float = field(default=0.0, metadata={
         "help": "temperature of the interaction stages (analysis, fusion, debate revision); 0 = greedy, which "
                 "makes copies of one model answer identically"})
@@ -712,7 +714,69 @@ def compare(argv: Sequence[str]) -> dict:
     return result
 
 
-COMMANDS = {"show": show, "compare": compare}
+@dataclass
+class EvalConfig(llm.DeviceConfig):  # --device, --bf16, --fp16
+    """evaluate.py's flags for M models answering together: `compare --modes single,<mode>` per benchmark."""
+    model: str = field(default="smollm2-135m,smollm2-135m", metadata={"help": "M >= 2 comma-separated model names"})
+    mode: str = field(default="idea3", metadata={"help": "debate | idea3: how the models answer together; each is "
+                                                         "also scored alone (single)"})
+    benchmarks: str = field(default="gsm8k", metadata={"help": "comma-separated data.py names (evaluate.py's "
+                                                              "aliases: aime, paper)"})
+    data_dir: str | None = field(default=None, metadata={"help": "local data folder (`python data.py download`)"})
+    limit: int | None = field(default=None, metadata={"help": "first N records of each benchmark", "type": int})
+    temperature: float = field(default=0.0, metadata={"help": "of the interaction stages; 0 = greedy"})
+    max_new_tokens: int = field(default=512, metadata={"help": "T of every answer"})
+    batch_size: int = field(default=64, metadata={"help": "sequences per forward pass"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    threads: int = field(default=2, metadata={"help": "torch.set_num_threads"})
+    out: str | None = field(default=None, metadata={"help": "results folder: <benchmark>-<mode>.json each"})
+    quiet: bool = field(default=False, metadata={"help": "no tqdm progress bars"})
+
+
+def check_eval_config(cfg: EvalConfig) -> str | None:
+    """The first bad setting of `idea3.py eval` as one line (None if all are good), before any model loads."""
+    import data
+
+    names = evaluate.benchmark_names(cfg.benchmarks)
+    unknown = [n for n in names if n not in data.BENCHMARKS]
+    problems = [
+        (cfg.mode in ("debate", "idea3"), f"--mode must be debate or idea3 (got {cfg.mode!r})"),
+        (len([m for m in cfg.model.split(",") if m.strip()]) >= 2,
+         f"--mode {cfg.mode} needs --model with at least two comma-separated names"),
+        (bool(names), f"--benchmarks must name at least one benchmark (got {cfg.benchmarks!r})"),
+        (not unknown, f"--benchmarks: unknown benchmark {unknown[0]!r}" if unknown else ""),
+        (cfg.data_dir is None or Path(cfg.data_dir).is_dir(), f"--data-dir {cfg.data_dir}: no such directory"),
+        (cfg.limit is None or cfg.limit >= 1, f"--limit must be >= 1 (leave it out for all), got {cfg.limit}"),
+        (cfg.temperature >= 0, f"--temperature must be >= 0 (0 = greedy), got {cfg.temperature}"),
+    ]
+    return next((message for ok, message in problems if not ok), None)
+
+
+def evaluate_together(argv: Sequence[str]) -> dict:
+    """Multi-agent inference (paper Table 4) with evaluate.py's flags: for each benchmark, every model's
+    accuracy answering alone (single) and answering together (--mode debate | idea3), through `compare`.
+    Returns {benchmark: compare's result}; a bad setting is one line (exit 2) before any model loads."""
+    cfg = llm.parse_config(EvalConfig, argv, "Evaluate M models answering together (paper Table 4).",
+                           prog="idea3.py eval")
+    if problem := check_eval_config(cfg):
+        print(f"idea3.py eval: error: {problem}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    results = {}
+    for name in evaluate.benchmark_names(cfg.benchmarks):
+        argv = ["--models", cfg.model, "--benchmark", name, "--modes", f"single,{cfg.mode}",
+                "--temperature", str(cfg.temperature), "--max-new-tokens", str(cfg.max_new_tokens),
+                "--batch-size", str(cfg.batch_size), "--seed", str(cfg.seed), "--threads", str(cfg.threads)]
+        argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+        argv += ["--limit", str(cfg.limit)] if cfg.limit else []
+        argv += ["--out", str(Path(cfg.out) / f"{name}-{cfg.mode}.json")] if cfg.out else []
+        argv += [] if cfg.quiet else ["--progress"]
+        argv += ["--device", cfg.device] + [f"--{'' if on else 'no-'}{flag}" for flag, on in
+                                            (("bf16", cfg.bf16), ("fp16", cfg.fp16)) if on is not None]
+        results[name] = compare(argv)
+    return results
+
+
+COMMANDS = {"show": show, "compare": compare, "eval": evaluate_together}
 
 
 def main(argv: Sequence[str] | None = None):

@@ -145,7 +145,7 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
 
 
 PRESETS = {
-    # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 8 minutes on 2 CPU cores
+    # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 10 minutes on 2 CPU cores
     # with both evaluations, and the reward rises: the model learns to answer "7 + 8 = 15" instead of a paragraph
     # that drifts to another number (docs/RESULTS.md, "Demo"). Chosen from measurements: 32-token answers (a
     # rambling answer is cut before its number, so a short right one wins its group), temperature 0.7 (at 1.0 its
@@ -157,7 +157,7 @@ PRESETS = {
                  num_generations=8, temperature=0.7, train_stages="sharing,fusion", max_completion_length=32,
                  peer_token_budget=32, learning_rate=2e-5, save_steps=4,
                  eval_benchmarks="ladder", eval_limit=150, eval_max_new_tokens=48, output_dir="runs/demo"),
-    # A pair of ~0.5B models of two families on MATH (train split), sized for one 24 GB GPU (README, "Memory").
+    # A pair of ~0.5B models of two families on MATH (train split), sized for one 24 GB GPU (docs/RESULTS.md).
     "gpu-small": dict(models="Qwen/Qwen2.5-0.5B-Instruct,HuggingFaceTB/SmolLM2-360M-Instruct",
                       train_data="math", val_data="math", num_val=1000, max_steps=300, questions_per_step=8,
                       num_generations=8, max_completion_length=512, peer_token_budget=384, learning_rate=1e-6,
@@ -425,12 +425,10 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
                abilities: list[float], step: int) -> tuple[dict, list]:
     """Returns (metrics of this step, transcripts)."""
     t0 = time.time()
-    M, G = len(agents), cfg.num_generations
+    M = len(agents)
     seed = step_seed(cfg.seed, step)
     batch = step_questions(len(records), step, cfg.questions_per_step, cfg.seed)
     questions = [records[q] for q in batch]                                                  # B records
-    for a in agents:
-        a.model.eval()
 
     # 1) IRT: choose the mode of each question (Dynamic Interaction; irt.py).
     modes = irt.assign_modes(difficulty[batch], abilities, cfg.interaction, cfg.cooperation_ratio,
@@ -788,7 +786,6 @@ def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dic
             if tag == "base" and twin < i:
                 results[f"agent{i}/{name}"] = results[f"agent{twin}/{name}"]
                 continue
-            a.model.eval()
             out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             stamp, inputs = out.with_suffix(".inputs.json"), eval_cache_inputs(cfg, tag, i, records)
@@ -811,9 +808,10 @@ def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
     names = cfg.eval_benchmarks.split(",")
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, name in enumerate(model_names(cfg)[:M]):
+        row = lambda label, scores: f"| {label} | " + " | ".join(f"{scores[f'agent{i}/{b}']:.1f}" for b in names) + " |"
         if base:
-            lines.append(f"| agent{i} base ({name}) | " + " | ".join(f"{base[f'agent{i}/{b}']:.1f}" for b in names) + " |")
-        lines.append(f"| agent{i} {cfg.method} | " + " | ".join(f"{trained[f'agent{i}/{b}']:.1f}" for b in names) + " |")
+            lines.append(row(f"agent{i} base ({name})", base))
+        lines.append(row(f"agent{i} {cfg.method}", trained))
     return "\n".join(lines)
 
 

@@ -421,7 +421,7 @@ def self_rank(model, tokenizer, questions: Sequence[str], group_size: int = 4, n
     one, not asked), generated / cached. drop_identity=True (OURS, off by default) gives an identity
     ranking 0.5 for all, as if invalid: SmolLM2-135M often echoes the numbering ("1. 1. 2. 2. ..."). On 60
     synthetic questions 8 of 45 groups were such echoes; Spearman(D_q, steps) was 0.10 with them and 0.10
-    without (README, "Self-ranked difficulty"): the model's rankings carry no signal either way.
+    without (docs/RESULTS.md, "Self-ranked difficulty"): the model's rankings carry no signal either way.
     """
     from tqdm.auto import tqdm
 

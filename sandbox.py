@@ -125,7 +125,7 @@ def check_limits(memory_mb: float, timeout: float) -> None:
     >>> check_limits(memory_mb=8, timeout=5)
     Traceback (most recent call last):
     ValueError: --memory-mb 8: must be at least 64 (MB of address space the interpreter needs to run MBPP's gold programs)
-    """
+    """  # noqa: E501 (a doctest's expected output is one line)
     if not memory_mb >= MIN_MEMORY_MB:
         raise ValueError(f"--memory-mb {memory_mb:g}: must be at least {MIN_MEMORY_MB} (MB of address space the "
                          f"interpreter needs to run MBPP's gold programs)")

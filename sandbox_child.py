@@ -288,7 +288,7 @@ def prepare_tests(tests: str):
 
         for code in codes:
             names = {key: value for key, value in items(namespace) if type_(key) is str_
-                     and not startswith(key, "__") and not (key in modules)}
+                     and not startswith(key, "__") and key not in modules}
             for name, contents in items(modules):
                 names[name] = module_type(name)
                 update(names[name].__dict__, contents)

@@ -363,9 +363,11 @@ def render(results: dict) -> str:
             "fp32 matmul rate: " + ", ".join(f"{n}^2 best {v['best_gflops']} / median {v['median_gflops']} GFLOP/s"
                                               for n, v in mm.items() if n != "peak_gflops"),
             "", "GRPO step, 4 questions x G=8, 64 new tokens (medians of interleaved measured steps):", ""]
-    out = head + grpo_table(results) + ["", "Where the time goes (median seconds per phase):", ""] + phase_table(results)
+    out = head + grpo_table(results)
+    out += ["", "Where the time goes (median seconds per phase):", ""] + phase_table(results)
     if results.get("ilr"):
-        out += ["", "ILR step vs our single-agent GRPO step (same 4 questions, G=8, 64 tokens):", ""] + ilr_table(results)
+        out += ["", "ILR step vs our single-agent GRPO step (same 4 questions, G=8, 64 tokens):", ""]
+        out += ilr_table(results)
     profiled = [(pair[k]["label"], pair[k]) for pair in results["grpo"].values() for k in ("ours", "trl")
                 if pair[k].get("profile_top")]
     if profiled:

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
                 sys.exit(f"gpu-check: FAILED: agent{i}'s forced update has grad_norm {stats['grad_norm']}")
             share, forced = moved_share(agent.model, before[i]), forced + [i]
         moved.append(share)
-    print(f"[gpu-check] peak GPU memory: " + (f"{peak:.2f} GB (torch.cuda.max_memory_allocated)" if cuda else
+    print("[gpu-check] peak GPU memory: " + (f"{peak:.2f} GB (torch.cuda.max_memory_allocated)" if cuda else
                                               "n/a (not a CUDA device)"), flush=True)
     print("[gpu-check] weights moved: " + ", ".join(f"agent{i} {100 * s:.1f} %" + (" (forced update)" if i in forced
                                                     else "") for i, s in enumerate(moved)), flush=True)

@@ -1,4 +1,4 @@
-"""bench/saved_bytes.py — how many bytes per logit autograd keeps for the GRPO backward (README, "Memory").
+"""bench/saved_bytes.py — how many bytes per logit autograd keeps for the GRPO backward (docs/RESULTS.md).
 
 Runs grpo.per_token_logps on the tiny model under bf16 autocast (on the CPU) and adds up the tensors autograd
 saves whose last axis is the vocabulary, leaving out the lm_head's bf16 weight copy (a per-weight cost, counted in

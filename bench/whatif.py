@@ -56,7 +56,8 @@ def check_adamw(model, reps: int) -> dict:
     result = interleaved({name: opt.step for name, opt in optimizers.items()}, reps)
     ref = copies["default (ours now)"]
     for name in copies:
-        result[name]["max_abs_diff_vs_default"] = max(float((a.detach() - b.detach()).abs().max()) for a, b in zip(ref, copies[name]))
+        result[name]["max_abs_diff_vs_default"] = max(float((a.detach() - b.detach()).abs().max())
+                                                      for a, b in zip(ref, copies[name]))
     return result
 
 

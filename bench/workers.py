@@ -35,7 +35,6 @@ import functools
 import json
 import os
 import resource
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -226,7 +225,6 @@ def ours_worker(cfg: dict, method: str):
     import grpo
     import idea3
     import ilr
-    import llm
 
     setup_torch(cfg["threads"], cfg["seed"])
     install_common_timers()

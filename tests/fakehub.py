@@ -6,9 +6,10 @@ dots, `datasets.load_dataset(id, config, split=...)`) run offline, as they would
 Models, under their real ids (the `gpu-small` pair of ilr.PRESETS), tiny and random but with the quirks of the
 real ones (from their Hub config / tokenizer_config / generation_config files):
 - "Qwen/Qwen2.5-0.5B-Instruct": Qwen2 architecture (q/k/v biases), checkpoint saved in bf16, a tokenizer WITHOUT
-  a pad token (the harder case: llm must choose one; the real tokenizer_config names <|endoftext|>), a chat template that adds Qwen's default system prompt when the chat has none, eos
-  [<|im_end|>, <|endoftext|>] and Qwen's own sampling settings (do_sample, temperature 0.7, top_p 0.8, top_k 20,
-  repetition_penalty 1.05) in generation_config.json.
+  a pad token (the harder case: llm must choose one; the real tokenizer_config names <|endoftext|>), a chat
+  template that adds Qwen's default system prompt when the chat has none, eos [<|im_end|>, <|endoftext|>] and
+  Qwen's own sampling settings (do_sample, temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05) in
+  generation_config.json.
 - "HuggingFaceTB/SmolLM2-360M-Instruct": Llama architecture, bf16, SmolLM2's tokenizer and template as they are.
 The tokenizer of both is the real SmolLM2 one (from llm's converted cache; it has <|im_start|>/<|im_end|>): the
 Qwen stand-in gets Qwen's template, special tokens and eos list on top of it.

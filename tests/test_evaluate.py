@@ -318,11 +318,6 @@ def test_cli_resume_skips_finished_items_and_refuses_to_overwrite(tmp_path):
     assert third["benchmarks"]["gsm8k"]["new_items"] == 0 and third["benchmarks"]["gsm8k"]["pass@1"] == 100.0
 
 
-def test_cli_rejects_unknown_modes(tmp_path):
-    with pytest.raises(SystemExit):
-        evaluate.main(["--oracle", "gold", "--mode", "debate", "--benchmarks", "gsm8k", "--out", str(tmp_path)])
-
-
 # ------------------------------------------------------------------------------------------- tiny model runs
 
 def test_evaluate_model_with_the_tiny_model_writes_one_line_per_item(tmp_path):
@@ -364,22 +359,6 @@ def test_cli_with_the_tiny_model(tmp_path):
     assert result["benchmarks"]["synthetic"]["items"] == 2
 
 
-def test_cli_multi_agent_modes_score_each_model_next_to_answering_alone(tmp_path, capsys):
-    """--mode debate|idea3 --model a,b: Table 4 through idea3.compare, one accuracy per agent and mode."""
-    folder = tmp_path / "data" / "gsm8k"
-    folder.mkdir(parents=True)
-    folder.joinpath("test.jsonl").write_text(
-        "".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}) + "\n" for i in range(2)))
-    result = evaluate.main(["--model", "tiny,tiny", "--mode", "debate", "--benchmarks", "gsm8k", "--data-dir",
-                            str(tmp_path / "data"), "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
-    accuracy = result["gsm8k"]["accuracy"]
-    assert set(accuracy) == {"single", "debate"} and all(len(v) == 2 for v in accuracy.values())
-    assert (tmp_path / "out" / "gsm8k-debate.json").is_file()
-    with pytest.raises(SystemExit):
-        evaluate.main(["--model", "tiny", "--mode", "idea3", "--benchmarks", "gsm8k"])
-    assert "--mode idea3 needs --model with at least two comma-separated names" in capsys.readouterr().err
-
-
 # ------------------------------------------------------------------------------------ bad input: one line each
 
 def bad_files(tmp_path):
@@ -416,7 +395,6 @@ BAD_EVAL_ARGS = [
     (["--seed", "-2"], "--seed must be >= 0"),
     (["--out", ""], "--out must not be empty"),
     (["--oracle", "silver"], "--oracle must be 'gold' or 'shuffled'"),
-    (["--mode", "vote"], "--mode must be single, debate or idea3"),
     (["--model", ""], "--model must name a model"),
 ]
 

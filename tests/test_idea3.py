@@ -235,3 +235,32 @@ def test_show_command_prints_one_transcript_per_mode(capsys):
     printed = capsys.readouterr().out
     assert [t["mode"] for t in transcripts] == ["cooperation", "competition"]
     assert printed.count("---- 3. Idea Fusion") == 2 and "gold answer" in printed
+
+
+def test_eval_command_scores_each_model_alone_and_together_per_benchmark(tmp_path):
+    """`idea3.py eval --mode debate --model a,b` (evaluate.py's flags): Table 4 through compare, per benchmark."""
+    folder = tmp_path / "data" / "gsm8k"
+    folder.mkdir(parents=True)
+    folder.joinpath("test.jsonl").write_text(
+        "".join(json.dumps({"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"}) + "\n" for i in range(2)))
+    result = idea3.main(["eval", "--model", "tiny,tiny", "--mode", "debate", "--benchmarks", "gsm8k", "--data-dir",
+                         str(tmp_path / "data"), "--max-new-tokens", "4", "--quiet", "--out", str(tmp_path / "out")])
+    accuracy = result["gsm8k"]["accuracy"]
+    assert set(accuracy) == {"single", "debate"} and all(len(v) == 2 for v in accuracy.values())
+    assert result["gsm8k"]["items"] == 2
+    assert json.loads((tmp_path / "out" / "gsm8k-debate.json").read_text())["accuracy"] == accuracy
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "tiny", "--mode", "idea3"], "--mode idea3 needs --model with at least two comma-separated names"),
+    (["--model", "tiny,tiny", "--mode", "vote"], "--mode must be debate or idea3 (got 'vote')"),
+    (["--model", "tiny,tiny", "--benchmarks", "gsm9k"], "--benchmarks: unknown benchmark 'gsm9k'"),
+    (["--model", "tiny,tiny", "--data-dir", "{tmp}/nowhere"], "--data-dir {tmp}/nowhere: no such directory"),
+    (["--model", "tiny,tiny", "--limit", "0"], "--limit must be >= 1 (leave it out for all), got 0"),
+])
+def test_eval_command_bad_input_is_one_line_before_any_model_loads(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.setattr(llm, "load_for_cli", lambda *a, **k: pytest.fail("a model was loaded"))
+    with pytest.raises(SystemExit) as exit_:
+        idea3.main(["eval"] + [a.replace("{tmp}", str(tmp_path)) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err == f"idea3.py eval: error: {message.replace('{tmp}', str(tmp_path))}"

@@ -181,8 +181,9 @@ def test_hub_ids_with_dots_are_hub_ids_and_other_names_are_refused(tmp_path):
 def test_a_dotted_hub_id_goes_to_the_hub_and_offline_says_what_to_do(monkeypatch):
     import huggingface_hub.constants
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(llm.ModelError, match=r"cannot load 'Qwen/Qwen2\.5-0\.5B-Instruct-not-cached' from the Hugging "
-                                             r"Face Hub: offline \(HF_HUB_OFFLINE=1\).*HF_HUB_OFFLINE=0.*local directory"):
+    with pytest.raises(llm.ModelError, match=r"cannot load 'Qwen/Qwen2\.5-0\.5B-Instruct-not-cached' from the "
+                                             r"Hugging Face Hub: offline \(HF_HUB_OFFLINE=1\).*HF_HUB_OFFLINE=0.*"
+                                             r"local directory"):
         llm.load_model("Qwen/Qwen2.5-0.5B-Instruct-not-cached")
 
 

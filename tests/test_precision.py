@@ -88,6 +88,7 @@ def test_evaluate_repeats_the_device_fields_of_llm_exactly():
     ours = {f.name: (f.default, f.metadata["help"]) for f in dataclasses.fields(evaluate.EvalConfig)}
     for f in dataclasses.fields(llm.DeviceConfig):
         assert ours[f.name] == (f.default, f.metadata["help"])
+    assert evaluate.DEVICES == llm.DEVICES                        # --device's choices, checked before llm loads
 
 
 def test_set_precision_runs_every_forward_under_autocast(tiny):
@@ -158,7 +159,7 @@ def test_bf16_mixed_precision_moves_the_weights_at_lr_1e6_and_pure_bf16_does_not
     frac_pure, _ = one_update(pure)
     assert frac_pure < 0.1, frac_pure                                 # 1.8 % here (issue 12: ~2 %)
     print(f"weights moved by one update at lr 1e-6: bf16 mixed {100 * frac_mixed:.1f} %, pure bf16 "
-          f"{100 * frac_pure:.1f} %")                                 # pytest -s shows it (README quotes it)
+          f"{100 * frac_pure:.1f} %")                                 # pytest -s shows it (docs/RESULTS.md quotes it)
 
 
 def test_fp16_with_a_gradient_scaler_unscales_before_clipping_and_moves_the_weights():

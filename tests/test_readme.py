@@ -1,6 +1,7 @@
 """README.md: the "Paper → code" table points at the right lines, so a student who opens a range finds the whole
 mechanism. When code moves, this test fails and names the range to write instead;
-`python tests/test_readme.py --fix` rewrites the ranges in README.md from the code."""
+`python tests/test_readme.py --fix` rewrites the ranges in README.md from the code. And every link to a record in
+docs/RESULTS.md names one of its sections."""
 import ast
 import re
 from pathlib import Path
@@ -43,6 +44,27 @@ def test_paper_to_code_line_ranges_match_the_code():
             elif spans[name] != (int(first), int(last)):
                 wrong.append(f"{path}: {name} is at {spans[name][0]}–{spans[name][1]}, README says {first}–{last}")
     assert not wrong, "\n".join(wrong)
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens.
+
+    >>> anchor("Speed against TRL's `GRPOTrainer`"), anchor("Multi-agent inference (Table 4), untrained")
+    ('speed-against-trls-grpotrainer', 'multi-agent-inference-table-4-untrained')
+    """
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_the_results_record_names_one_of_its_sections():
+    """README figures link to docs/RESULTS.md#<section>; a renamed section would leave the link dangling."""
+    results = (ROOT / "docs" / "RESULTS.md").read_text()
+    sections = {anchor(h) for h in re.findall(r"^#+ (.+)$", results, flags=re.M)}
+    links = [(name, target) for name in ("README.md", "EXERCISES.md", "bench/README.md")
+             for target in re.findall(r"RESULTS\.md#([\w-]+)", (ROOT / name).read_text())]
+    links += [("docs/RESULTS.md", target) for target in re.findall(r"\]\(#([\w-]+)\)", results)]
+    assert len(links) >= 8, "the README's results no longer link to their records"
+    dangling = [f"{name} links to #{target}" for name, target in links if target not in sections]
+    assert not dangling, "no such section in docs/RESULTS.md: " + "; ".join(dangling)
 
 
 def fix_ranges() -> int:

@@ -531,7 +531,8 @@ def test_grade_code_runs_the_asserts_as_separate_tests():
 # ------------------------------------------------------------------------------------------------------ limits
 
 @pytest.mark.parametrize("memory_mb, timeout, setting", [(8, 5.0, "--memory-mb 8"), (1024, 0, "--timeout 0"),
-                                                         (1024, -1, "--timeout -1"), (1024, float("nan"), "--timeout nan")])
+                                                         (1024, -1, "--timeout -1"),
+                                                         (1024, float("nan"), "--timeout nan")])
 def test_limits_too_small_for_the_gold_programs_are_refused_in_one_line(memory_mb, timeout, setting):
     with pytest.raises(ValueError) as error:
         sandbox.check_limits(memory_mb, timeout)
