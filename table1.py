@@ -4,7 +4,8 @@ Table 1 at CPU scale: base vs GRPO vs ILR, and the paper's ablations, on the lad
 The paper's Table 1 compares each model alone after ILR with the same model after GRPO on six benchmarks; its
 ablations (Figure 3, Table 3) switch off Perception Calibration and fix the interaction mode. This script runs
 the same comparison where a 2-core CPU can: two SmolLM2-135M agents on the ladder (data.py), every run from
-one preset (default `demo`, the settings of `make demo`), the same held-out questions for all, and several seeds for the main rows.
+one preset (default `demo`, the settings of `make demo`), the same held-out questions for all, and several
+seeds for the main rows.
 
     python table1.py                             # seeds 0,1,2 for base/GRPO/ILR, seed 0 for each ablation
     python table1.py --seeds 0 --parallel 1      # one seed: a quick look
@@ -171,7 +172,8 @@ def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[in
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2", help="seeds of base/GRPO/ILR (default 0,1,2)")
     parser.add_argument("--ablation_seeds", default=None, help="seeds of the ablations (default: the first seed)")
     parser.add_argument("--preset", default="demo", help="ilr.py preset of every run (default demo)")
