@@ -233,6 +233,30 @@ def test_grpo_loss_gradient_with_old_none_is_minus_advantage_over_length():
     assert stats["clip_ratio"] == 0.0
 
 
+def test_one_real_token_is_divided_by_one_in_both_loss_types():
+    """One real completion token (the second is padding), ratio 1, A = 2: the per-token loss is -2 and both
+    normalisations divide by 1 token. Guards the clamp_min(1) that only stops a 0/0 on an all-padding row:
+    clamp_min(2) there halves every one-token completion's loss (mutmut: grpo_loss 69 "grpo", 86 "dapo")."""
+    logps, mask, advantages = torch.full((1, 2), -1.0), torch.tensor([[1, 0]]), torch.tensor([2.0])
+    for loss_type in ("grpo", "dapo"):
+        loss, stats = grpo.grpo_loss(logps, None, advantages, mask, loss_type=loss_type)
+        assert loss.item() == pytest.approx(-2.0) and stats["num_tokens"] == 1
+
+
+def test_grpo_loss_keeps_the_log_probs_dtype_when_advantages_are_float64():
+    """Advantages built from numpy rewards are float64; the loss must stay in the log-probs' dtype (and on
+    their device: in grpo_step the advantages stay on the CPU while the log-probs are on the GPU). Without
+    advantages.to(per_token_logps) the loss is float64 here (mutmut: grpo_loss 13)."""
+    logps = torch.full((2, 2), -1.0)
+    loss, _ = grpo.grpo_loss(logps, None, torch.tensor([1.0, -3.0], dtype=torch.float64), torch.ones(2, 2))
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(1.0)   # -(1 - 3) / 2
+
+
+def test_grpo_loss_names_the_bad_loss_type():
+    with pytest.raises(ValueError, match="loss_type must be 'grpo' or 'dapo', got 'ppo'"):
+        grpo.grpo_loss(torch.zeros(1, 1), None, torch.zeros(1), torch.ones(1, 1), loss_type="ppo")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Per-token log-probabilities
 # ----------------------------------------------------------------------------------------------------------
@@ -243,6 +267,20 @@ def test_pack_batch_pads_prompts_left_and_completions_right():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0, 0]]
     assert batch["completion_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     assert batch["logits_to_keep"] == 4
+
+
+def test_pack_batch_masks_are_integer_tensors():
+    """per_token_logps builds position_ids from attention_mask.cumsum(-1): a float mask gives float position
+    ids, which a model with a learned position table (GPT-2's wpe) refuses; RoPE models (Llama, Qwen) hide
+    it (mutmut: pack_batch 23, 25, torch.zeros without dtype=torch.long)."""
+    batch = grpo.pack_batch(PROMPTS[:2], COMPLETIONS[:2], pad_id=0)
+    assert batch["input_ids"].dtype == torch.long
+    assert batch["attention_mask"].dtype == torch.long and batch["completion_mask"].dtype == torch.long
+
+
+def test_pack_batch_names_both_lengths_when_they_differ():
+    with pytest.raises(ValueError, match="2 prompts but 1 completions"):
+        grpo.pack_batch(PROMPTS[:2], COMPLETIONS[:1], pad_id=0)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
