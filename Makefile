@@ -36,14 +36,14 @@ gpu-check: install
 
 # The ladder's per-level table for the base model (data.py): greedy accuracy on 48 held-out questions per level
 # (48 tokens, as the demo's evaluation), then accuracy and share of mixed groups of G = 8 samples at temperature
-# 0.7 with 32 tokens (the demo's training samples) on 24 per level.
+# 0.7 with 32 tokens (the demo's training samples) on 16 per level (~3 + ~35 min on 2 cores).
 ladder-probe: install
 	$(PYTHON) evaluate.py --benchmarks ladder --limit 240 --max-new-tokens 48 --out results/ladder-greedy
-	$(PYTHON) evaluate.py --benchmarks ladder --limit 120 --max-new-tokens 32 --samples 8 \
+	$(PYTHON) evaluate.py --benchmarks ladder --limit 80 --max-new-tokens 32 --samples 8 \
 		--temperature 0.7 --out results/ladder-t0.7
 
-# Table 1 at CPU scale (table1.py): base/GRPO/ILR on 3 seeds and five ablations on one, demo settings (~1 h 10 min
-# on 2 cores); runs/table1/table1.md and compare.png.
+# Table 1 at CPU scale (table1.py): base/GRPO/ILR on 3 seeds and five ablations on one, demo settings (53 min on
+# 2 cores); runs/table1/table1.md and compare.png.
 table1: install
 	$(PYTHON) table1.py --seeds 0,1,2
 

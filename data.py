@@ -476,15 +476,16 @@ def synthetic_problems(n: int, seed: int = 0, levels=(1, 2, 3, 4, 5)) -> list[di
 # with it the model often answers "2 + 4 = 6" instead of a paragraph that drifts to another number (all 36 sums
 # of level 1, greedy: 53 % with it, 33 % with each of "... no steps.", "2 + 4 = ?", "2 plus 4", "Answer with
 # one number."; the bare "What is a + b?" was 21 % on 24 one-digit sums). Levels are
-# ordered by the measured accuracy: "23 - 5" came out harder than "47 + 38" (the model mixes up + and -).
+# ordered by the accuracy measured with 96 new tokens: "23 - 5" came out harder than "47 + 38" (the model mixes up
+# + and -); with the demo's 48 tokens level 3 is the lowest of 1-4 (its rambling answers are cut before the sum).
 # Held out: every question is on one side of a fixed split by the hash of its text (a third on the test side,
 # `in_test_split`), so no test question is ever trained on, even at levels 1 and 2 with their 36 and 45 sums.
-# SmolLM2-135M-Instruct, evaluate.test_prompt, 96 new tokens (`make ladder-probe`, one thread, 2 shared cores):
-#     level                        1      2      3      4      5
-#     greedy accuracy, 48/level   56 %   35 %    4 %    2 %    0 %
-#     T 0.7, G 8, 24/level:
-#       sampled accuracy          48 %   23 %    7 %    5 %    3 %
-#       groups with mixed rewards 96 %   83 %   46 %   29 %   17 %
+# SmolLM2-135M-Instruct, evaluate.test_prompt, held-out questions (`make ladder-probe`, 2026-12-03, 2 cores):
+#     level                                  1      2      3      4      5
+#     greedy accuracy, 48 tokens, 48/level  69 %   50 %    0 %   13 %    4 %
+#     T 0.7, 32 tokens (the demo's samples), G 8, 16/level:
+#       sampled accuracy                    35 %    9 %    2 %    5 %    5 %
+#       groups with mixed rewards           75 %   69 %   19 %   19 %   19 %
 
 LADDER_LEVELS = {1: "one-digit sum below 10 (2 + 4)", 2: "one-digit sum of 10 or more (7 + 8)",
                  3: "two-digit sum (47 + 38)", 4: "two-digit plus or minus one-digit (23 - 5)",
