@@ -350,7 +350,7 @@ def test_ex5_make_agents_loads_each_named_model_once_per_agent(monkeypatch):
 def test_ex5_a_runs_final_agent_folder_is_a_model_ilr_can_pair(tmp_path, monkeypatch, tiny):
     """Exercise 5 pairs the base model with RUN/final/agent0 of a 4-step GRPO run: a one-agent --method grpo run
     on the tiny model leaves that folder, and it loads as a model of its own (its own IRT cache)."""
-    base, tokenizer = tiny
+    base, _ = tiny
     monkeypatch.setattr(ilr, "load_agent_model", copies_of(tiny))
     monkeypatch.setattr(ilr, "grade_groups", lambda groups: torch.tensor(    # mixed rewards: the update moves it
         [[float(k % 2) for k in range(len(g.texts))] for g in groups]))
