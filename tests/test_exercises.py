@@ -62,7 +62,7 @@ def stub_step(monkeypatch, argv, answers, records, difficulty=None, abilities=No
     """
     cfg, _ = ilr.parse_args(["--preset", "tiny", "--questions_per_step", str(len(records))] + argv)
     ilr.check_config(cfg)
-    seen = {"modes": None, "advantages": []}
+    seen = {"modes": None, "advantages": [], "kwargs": []}
 
     def generate_groups(cfg, agents, questions, modes, seed):
         seen["modes"] = list(modes)
@@ -73,6 +73,7 @@ def stub_step(monkeypatch, argv, answers, records, difficulty=None, abilities=No
 
     def grpo_step(model, optimizer, batch, advantages, ref_model=None, **kwargs):
         seen["advantages"].append(advantages.clone())
+        seen["kwargs"].append(kwargs)
         return {"kl": 0.0, "clip_ratio": 0.0, "frac_skipped": 0.0, "loss": 0.0, "grad_norm": 0.0}
 
     monkeypatch.setattr(ilr, "generate_groups", generate_groups)
@@ -80,6 +81,7 @@ def stub_step(monkeypatch, argv, answers, records, difficulty=None, abilities=No
     difficulty = np.full(len(records), 0.5) if difficulty is None else np.asarray(difficulty, float)
     abilities = [0.5] * cfg.num_agents if abilities is None else abilities
     metrics, _ = ilr.train_step(cfg, stub_agents(cfg.num_agents), records, difficulty, abilities, step=0)
+    stub_step.kwargs = seen["kwargs"]                         # grpo_step's keyword arguments, per agent
     return metrics, seen["modes"], seen["advantages"]
 
 
@@ -89,6 +91,9 @@ def no_answers(i, b, record, G):
 
 RECORDS10 = data.synthetic_problems(10, seed=0, levels=(1,))
 GRID = [0.05 + 0.1 * k for k in range(10)]   # D_q of the ten questions: 0.05, 0.15, ..., 0.95
+LADDER16 = data.ladder_problems(16, seed=0, levels=(1, 2, 3, 4))      # the demo's levels, four of each
+LADDER_D = irt.level_difficulty([r["meta"]["level"] for r in LADDER16])  # D_q = 0, 1/3, 2/3, 1 (--difficulty level)
+GAMMA = 0.375                                                          # 9 of 24: the demo's γ on a 2-core run
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -105,6 +110,22 @@ def test_ex1_irt_threshold_and_scale_flags_change_the_cooperation_share(monkeypa
     metrics, modes, _ = stub_step(monkeypatch, argv, no_answers, RECORDS10, GRID, abilities=[0.38, 0.38])
     assert metrics["ilr/cooperation_share"] == pytest.approx(share)
     assert modes.count("cooperation") == round(10 * share)
+
+
+@pytest.mark.parametrize("argv,levels", [
+    ([], {3, 4}),                                           # D > γ = 0.375
+    (["--irt_threshold", "0.3"], {4}),                      # D > 0.375 + logit(0.7)/1.7 = 0.873
+    (["--irt_threshold", "0.3", "--irt_scale", "3.4"], {3, 4}),   # D > 0.375 + logit(0.7)/3.4 = 0.624
+    (["--irt_threshold", "0.6"], {2, 3, 4}),                # D > 0.375 - logit(0.6)/1.7 = 0.137
+    (["--irt_threshold", "0.7"], {1, 2, 3, 4}),             # D > 0.375 - 0.498 < 0: every level
+    (["--irt_threshold", "0.7", "--irt_scale", "3.4"], {2, 3, 4}),  # D > 0.375 - 0.249 = 0.126
+])
+def test_ex1_on_the_ladder_the_threshold_and_scale_move_whole_levels(monkeypatch, argv, levels):
+    """Exercise 1's table: with D_q from the level and γ = 0.375, each setting cooperates on whole levels."""
+    metrics, modes, _ = stub_step(monkeypatch, argv, no_answers, LADDER16, LADDER_D, abilities=[GAMMA, GAMMA])
+    by_level = {k: metrics[f"ilr/cooperation_share/level{k}"] for k in (1, 2, 3, 4)}   # the step's 16 questions
+    assert by_level == {k: float(k in levels) for k in (1, 2, 3, 4)}
+    assert metrics["ilr/cooperation_share"] == modes.count("cooperation") / 16 == len(levels) / 4
 
 
 def test_ex1_agents_reduce_matters_only_when_the_abilities_differ():
@@ -214,6 +235,27 @@ def test_ex3_scale_rewards_none_turns_calibration_into_a_factor_2_for_two_agents
     assert raw.abs().max() > 0 and torch.allclose(calibrated, 2 * raw, atol=1e-6)
 
 
+def ladder_answers(i, b, record, G):
+    """Unboxed answers as SmolLM2 writes them on the ladder: right ("a + b = gold") or wrong, per agent and question."""
+    right, wrong = f"{record['question'].split('?')[0][8:]} = {record['answer']}", "The answer is 1000."
+    pattern = {(0, 0): [1, 0, 0, 0], (0, 1): [1, 1, 0, 0], (1, 0): [1, 1, 1, 0], (1, 1): [0, 1, 0, 0]}[(i, b)]
+    return [right if ok else wrong for ok in pattern]
+
+
+def test_ex3_on_the_ladder_the_default_reward_is_binary_so_calibration_changes_nothing(monkeypatch):
+    records = LADDER16[:2]
+    assert records[0]["question"].endswith(data.LADDER_SUFFIX) and "boxed" not in records[0]["question"]
+    assert ilr.answer_reward(ladder_answers(0, 0, records[0], 4)[0], records[0], 0.1) == 1.0   # no format term
+    metrics, _, calibrated = stub_step(monkeypatch, [], ladder_answers, records)
+    assert metrics["reward"] == metrics["accuracy"] == pytest.approx(7 / 16)   # reward = accuracy: binary
+    _, _, raw = stub_step(monkeypatch, ["--no-calibration"], ladder_answers, records)
+    calibrated, raw = torch.cat(calibrated), torch.cat(raw)
+    assert raw.abs().max() > 0 and torch.allclose(calibrated, raw, atol=1e-3)
+    _, _, none_calibrated = stub_step(monkeypatch, ["--scale_rewards", "none"], ladder_answers, records)
+    _, _, none_raw = stub_step(monkeypatch, ["--scale_rewards", "none", "--no-calibration"], ladder_answers, records)
+    assert torch.allclose(torch.cat(none_calibrated), 2 * torch.cat(none_raw), atol=1e-6)
+
+
 def test_ex3_python_grpo_py_prints_equal_binary_and_different_multilevel_advantages(capsys):
     grpo.main()
     out = capsys.readouterr().out
@@ -275,6 +317,13 @@ def test_ex4_with_three_agents_binary_calibration_reweights_questions_under_mean
 # Exercise 5: two different models
 # ----------------------------------------------------------------------------------------------------------
 
+def test_ex5_a_hopeless_peer_makes_the_agents_rule_matter_on_the_ladder():
+    share = lambda rule: irt.assign_modes(LADDER_D, [GAMMA, 0.0], agents_reduce=rule).count("cooperation") / 16
+    # level 1 (D 0): P = [0.65, 0.5], no rule cooperates; level 2 (D 1/3): P = [0.52, 0.36], min and mean do;
+    # levels 3-4: every rule does
+    assert {rule: share(rule) for rule in ("min", "mean", "max")} == {"min": 0.75, "mean": 0.75, "max": 0.5}
+
+
 def test_ex5_check_config_accepts_two_different_models_without_loading_them(tmp_path):
     for models in ("smollm2-135m,tiny", f"smollm2-135m,{tmp_path}", "Qwen/Qwen2.5-0.5B-Instruct,smollm2-135m"):
         cfg = ilr.Config(models=models)
@@ -298,21 +347,22 @@ def test_ex5_make_agents_loads_each_named_model_once_per_agent(monkeypatch):
     assert agents[0].model is not agents[1].model
 
 
-def test_ex5_a_run_checkpoint_exported_to_a_folder_is_a_model_ilr_can_pair(tmp_path, tiny):
-    """The export recipe of exercise 5 (checkpoint/agent0.pt -> save_pretrained folder), on the tiny model."""
-    base, tokenizer = tiny
+def test_ex5_a_runs_final_agent_folder_is_a_model_ilr_can_pair(tmp_path, monkeypatch, tiny):
+    """Exercise 5 pairs the base model with RUN/final/agent0 of a 4-step GRPO run: a one-agent --method grpo run
+    on the tiny model leaves that folder, and it loads as a model of its own (its own IRT cache)."""
+    base, _ = tiny
+    monkeypatch.setattr(ilr, "load_agent_model", copies_of(tiny))
+    monkeypatch.setattr(ilr, "grade_groups", lambda groups: torch.tensor(    # mixed rewards: the update moves it
+        [[float(k % 2) for k in range(len(g.texts))] for g in groups]))
+    monkeypatch.chdir(tmp_path)
+    ilr.main(["--preset", "tiny", "--method", "grpo", "--num_agents", "1", "--max_steps", "1", "--no-eval_base",
+              "--eval_limit", "1", "--num_generations", "2", "--max_completion_length", "4",
+              "--learning_rate", "1e-2", "--output_dir", "runs/ex5-grpo"])
+    folder = tmp_path / "runs" / "ex5-grpo" / "final" / "agent0"
+    ilr.check_config(ilr.Config(models=f"{folder},tiny"))
+    state = torch.load(tmp_path / "runs" / "ex5-grpo" / "checkpoint" / "agent0.pt", weights_only=False)["model"]
     model = copy.deepcopy(base)
-    with torch.no_grad():
-        next(model.parameters()).add_(1.0)                        # "trained": differs from the base model
-    optimizer = torch.optim.AdamW(model.parameters())
-    ilr.save_checkpoint(tmp_path / "run", [ilr.Agent("agent0:tiny", model, tokenizer, optimizer)], step=2)
-    # the recipe: a fresh base model + the checkpoint's weights -> save_pretrained (model and tokenizer)
-    fresh, tok = copy.deepcopy(base), tokenizer
-    fresh.load_state_dict(torch.load(tmp_path / "run" / "checkpoint" / "agent0.pt", weights_only=False)["model"])
-    folder = tmp_path / "model"
-    fresh.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    ilr.check_config(ilr.Config(models=f"tiny,{folder}"))
+    model.load_state_dict(state)                                  # the trained weights, as the checkpoint holds them
     exported, _ = llm.load_model(str(folder))
     trained, reloaded = model.state_dict(), exported.state_dict()
     assert trained.keys() == reloaded.keys() and all(torch.equal(trained[k], reloaded[k]) for k in trained)
@@ -405,6 +455,13 @@ def test_ex9_beta_above_zero_loads_a_frozen_reference_and_kl_grows_as_the_policy
     assert same["kl"] == 0.0 and moved["kl"] == pytest.approx(math.exp(-0.5) + 0.5 - 1, rel=1e-5)
 
 
+def test_ex9_beta_and_the_skip_flag_reach_grpo_step(monkeypatch):
+    stub_step(monkeypatch, ["--beta", "0.04"], no_answers, RECORDS10[:2])
+    assert [(k["beta"], k["skip_zero_advantage_kl_approx"]) for k in stub_step.kwargs] == [(0.04, False)] * 2
+    stub_step(monkeypatch, ["--beta", "0.04", "--skip_zero_advantage_kl_approx"], no_answers, RECORDS10[:2])
+    assert [k["skip_zero_advantage_kl_approx"] for k in stub_step.kwargs] == [True, True]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The snippets of EXERCISES.md that need no model run as written (on a fake run directory)
 # ----------------------------------------------------------------------------------------------------------
@@ -425,24 +482,38 @@ def one_liners(text):
 
 @pytest.fixture
 def fake_run(tmp_path, monkeypatch):
-    """A working directory with runs/ex1/irt.json and runs/ex1/metrics.jsonl shaped like a real run's."""
-    run = tmp_path / "runs" / "ex1"
-    run.mkdir(parents=True)
-    (run / "irt.json").write_text(json.dumps({"abilities": [0.38, 0.38], "difficulty": GRID, "stats": {}}))
-    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.1 * s,
-                                                           "ilr/cooperation_share": 0.5}) + "\n" for s in (1, 2)))
+    """A working directory shaped like the real runs the snippets read: runs/ex1/irt.json and metrics.jsonl,
+    runs/ex5-tiny-peer/irt.json (γ = [0.375, 0]) and runs/ex8/samples16/ladder.jsonl (evaluate.py --samples 16)."""
+    for name, gamma in (("ex1", [GAMMA, GAMMA]), ("ex5-tiny-peer", [GAMMA, 0.0])):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "irt.json").write_text(json.dumps({"abilities": gamma, "difficulty": LADDER_D.tolist(),
+                                                  "stats": {"difficulty": "level"}}))
+    (tmp_path / "runs" / "ex1" / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "reward": 0.1 * s, "ilr/cooperation_share": 0.5}) + "\n" for s in (1, 2)))
+    # level 1: 8 right of 16, alternating (mixed from G = 2); level 4: only the 5th answer right (mixed from G = 8)
+    rows = [{"level": 1, "samples": [{"correct": k % 2 == 0} for k in range(16)]},
+            {"level": 4, "samples": [{"correct": k == 4} for k in range(16)]}]
+    (tmp_path / "runs" / "ex8" / "samples16").mkdir(parents=True)
+    (tmp_path / "runs" / "ex8" / "samples16" / "ladder.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 def test_snippets_of_exercises_md_without_a_model_run_as_written(fake_run, capsys):
     snippets = [s for s in heredocs(EXERCISES_MD.read_text()) if not any(k in s for k in NEEDS_A_MODEL)]
-    assert len(snippets) >= 3                                   # exercises 1, 3 and 4
+    assert len(snippets) >= 5                                   # exercises 1, 3, 4, 5 and 8
     for snippet in snippets:
         exec(compile(snippet, "EXERCISES.md", "exec"), {"__name__": "__main__"})
     out = capsys.readouterr().out
-    assert "threshold 0.3  scale 1.7  cooperation share 0.10" in out      # exercise 1 on the fake irt.json
+    # exercise 1 on the fake irt.json (γ = 0.375 on the four levels): the cases of test_ex1_on_the_ladder_...
+    assert "threshold 0.3  scale 1.7  cooperation share 0.25  cooperating D_q [1.0]" in out
+    assert "threshold 0.5  scale 1.7  cooperation share 0.50  cooperating D_q [0.67, 1.0]" in out
+    assert "threshold 0.7  scale 1.7  cooperation share 1.00" in out
+    assert "threshold 0.7  scale 3.4  cooperation share 0.75  cooperating D_q [0.33, 0.67, 1.0]" in out
     assert "advantages with Eq. 5" in out and "M=3" in out               # exercises 3 and 4
+    assert "agents_reduce max   cooperation share 0.50  cooperating D_q [0.67, 1.0]" in out   # exercise 5
+    assert "G= 2  level 1: 100 %  level 4:   0 %" in out and "G= 8  level 1: 100 %  level 4: 100 %" in out
 
 
 def test_one_liners_of_exercises_md_run_as_written(fake_run):
