@@ -443,12 +443,22 @@ try:
 except OSError:
     pass
 """
-    parent = (f"import sys, json; sys.path.insert(0, {str(Path(sandbox.__file__).parent)!r}); import sandbox; "
+    # the parent imports sandbox from a copy the ordinary user can read (a clone may sit in a 0700 folder)
+    import shutil
+    import tempfile
+    code = Path(tempfile.mkdtemp())
+    code.chmod(0o755)
+    for name in ("sandbox.py", "sandbox_child.py"):
+        shutil.copy(Path(sandbox.__file__).with_name(name), code / name)
+        (code / name).chmod(0o644)
+    parent = (f"import sys, json; sys.path.insert(0, {str(code)!r}); import sandbox; "
               f"r = sandbox.run_code({program!r}); print(json.dumps([r.reason, r.stdout, r.message]))")
     out = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", exe, "-I", "-c", parent],
                          env={"ILR_TEST_SECRET": "s3cret", "HOME": str(home), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60)
+    shutil.rmtree(code)
     import json
+    assert out.stdout.strip(), out.stderr
     reason, stdout, message = json.loads(out.stdout.splitlines()[-1])
     assert reason == "passed", (message, out.stderr)
     assert "SECRET" not in stdout and "NOTES" not in stdout
