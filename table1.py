@@ -97,20 +97,20 @@ def run_all(todo: list[tuple[Path, list[str]]], parallel: int, threads: int) -> 
 
 
 def level_accuracy(path: Path) -> dict:
-    """Accuracy (%) per ladder level and overall of one evaluation file (RUN/eval/<tag>-agent<i>-ladder.jsonl).
+    """Accuracy (%) per ladder level and overall of one evaluation file (RUN/eval/<tag>-agent<i>-ladder.jsonl),
+    from evaluate.summarize (pass@1 and its per-level split, rounded to 0.01).
 
     >>> import tempfile; p = Path(tempfile.mkdtemp()) / "e.jsonl"
-    >>> _ = p.write_text("\\n".join(json.dumps({"level": l, "correct": c}) for l, c in [(1, 1), (1, 0), (2, 1)]))
+    >>> rows = [{"id": str(i), "level": l, "n": 1, "num_correct": c, "reason": "passed" if c else "wrong"}
+    ...         for i, (l, c) in enumerate([(1, 1), (1, 0), (2, 1)])]
+    >>> _ = p.write_text("\\n".join(map(json.dumps, rows)))
     >>> level_accuracy(p)
-    {1: 50.0, 2: 100.0, 'all': 66.66666666666667}
+    {1: 50.0, 2: 100.0, 'all': 66.67}
     """
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    acc = {}
-    for level in sorted({r["level"] for r in rows}):
-        mine = [r["correct"] for r in rows if r["level"] == level]
-        acc[level] = 100.0 * sum(map(bool, mine)) / len(mine)
-    acc["all"] = 100.0 * sum(bool(r["correct"]) for r in rows) / len(rows)
-    return acc
+    import evaluate
+
+    summary = evaluate.summarize(evaluate.read_results(path), samples=1)
+    return {**{int(k): v for k, v in summary["pass@1_by_level"].items()}, "all": summary["pass@1"]}
 
 
 def run_accuracy(run: Path, tag: str) -> dict:

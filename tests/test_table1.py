@@ -19,7 +19,8 @@ def fake_run(out, row, seed, per_agent_levels, rewards, max_steps=4, base=None):
     (run / "results.json").write_text("{}")
 
     def write(tag, levels):
-        lines = [json.dumps({"level": level, "correct": k < correct})
+        lines = [json.dumps({"id": f"{level}-{k}", "level": level, "n": 1, "num_correct": int(k < correct),
+                             "reason": "passed" if k < correct else "wrong"})
                  for level, (correct, total) in levels.items() for k in range(total)]
         (run / "eval" / f"{tag}-ladder.jsonl").write_text("\n".join(lines) + "\n")
     for i, levels in enumerate(per_agent_levels):
