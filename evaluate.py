@@ -315,6 +315,17 @@ def math_verify_equal(gold: str, prediction: str) -> bool:
 _helper, _helper_lock = None, threading.Lock()
 
 
+def _exit_with_parent(parent: int) -> None:
+    """The helper process's initializer: a daemon thread ends the helper as soon as its parent is gone. A parent
+    killed outright (SIGKILL, the OOM killer, os._exit) runs no atexit, and an orphaned helper would otherwise
+    wait for work for ever, holding ~200 MB (seen: 110 of them after a mutation-testing run)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def _verify_in_helper(gold: str, prediction: str) -> bool:
     """math_verify_equal in a one-process pool (spawned once, lazily). If it does not answer in time (start-up
     included), it is killed and replaced, and the answer is graded incorrect."""
@@ -324,7 +335,8 @@ def _verify_in_helper(gold: str, prediction: str) -> bool:
 
     with _helper_lock:
         if _helper is None:
-            _helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_exit_with_parent, initargs=(os.getpid(),))
             atexit.register(_helper.shutdown, wait=False, cancel_futures=True)
         pool = _helper
     try:

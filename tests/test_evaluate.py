@@ -156,6 +156,33 @@ def test_grading_from_a_worker_thread_does_not_raise():
     assert [g.correct for g in grades] == [True, True, False]
 
 
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not yet reaped by whoever adopted it, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_the_grading_helper_process_ends_when_its_parent_is_killed():
+    """A parent that dies without atexit (SIGKILL, the OOM killer, os._exit) must not leave its math-verify helper
+    waiting for work for ever (a mutation-testing run left 110 of them, ~200 MB each)."""
+    import subprocess
+    program = ("import os, threading, evaluate\n"
+               "t = threading.Thread(target=evaluate.grade_math, args=(r'\\boxed{x+1}', '1+x')); t.start(); t.join()\n"
+               "print(*evaluate._helper._processes, flush=True)\n"
+               "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", program], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=60)   # the helper holds the pipe
+    helpers = [int(pid) for pid in out.stdout.split()]
+    assert helpers, out.stderr[-2000:]
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in helpers), f"helper {helpers} outlived its parent"
+
+
 # ---------------------------------------------------------------------------------------------------- code
 
 MBPP_RECORD = {"id": "2", "kind": "code", "question": "Write a function to add two numbers.",
