@@ -7,7 +7,8 @@ bench/bench_grpo.py — our GRPO step vs TRL's GRPOTrainer, one ILR step, and ev
 
 What it measures (README.md in this folder has the table and how to read it):
  1. The machine's fp32 matmul rate (torch.matmul of n x n matrices, best and median of several repetitions).
- 2. For beta = 0.04 and beta = 0.0: ours (ilr.train_step, method "grpo", 1 agent: llm.generate -> rewards ->
+ 2. For each workload:beta pair of --runs (default answer:0.04, answer:0, length:0; workloads in workers.py):
+    ours (ilr.train_step, method "grpo", 1 agent: llm.generate -> rewards ->
     grpo.group_advantages -> grpo.pack_batch -> grpo.grpo_step) and TRL (GRPOTrainer, the equivalent GRPOConfig),
     each in its own process, stepped in turns (A B, then B A, ...): one warm-up step each, then `steps` measured.
     Per step: wall seconds, a phase split (bench/workers.py), generated tokens/s, training tokens/s, useful FLOPs
@@ -52,7 +53,9 @@ class BenchConfig:
     num_generations: int = field(default=8, metadata={"help": "G: completions per question"})
     max_completion_length: int = field(default=64, metadata={"help": "T: new tokens per completion"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    betas: str = field(default="0.04,0.0", metadata={"help": "KL coefficients to run, one pair of processes each"})
+    runs: str = field(default="answer:0.04,answer:0,length:0", metadata={
+        "help": "workload:beta pairs, one pair of processes (ours, TRL) each; workloads: answer (grader + format "
+                "term: zero-advantage groups occur) or length (characters/100: every group trained)"})
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (both)"})
     micro_batch_size: int = field(default=8, metadata={"help": "rows per forward/backward (TRL: "
                                                                 "per_device_train_batch_size)"})
@@ -202,14 +205,14 @@ def run_in_turns(workers: list[Worker], plan: dict[str, tuple[int, int]], log) -
                     " ".join(f"{k}={v:.1f}" for k, v in report["seconds"].items()))
 
 
-def worker_settings(cfg: BenchConfig, beta: float, out: Path, label: str) -> dict:
+def worker_settings(cfg: BenchConfig, beta: float, out: Path, label: str, workload: str = "answer") -> dict:
     trl_steps = cfg.warmup_steps + cfg.steps + (1 if cfg.profile else 0) + 1
     return {"model": cfg.model, "num_questions": cfg.num_questions, "data_seed": cfg.seed, "levels": [1, 2, 3, 4, 5],
             "num_generations": cfg.num_generations, "max_completion_length": cfg.max_completion_length,
             "temperature": cfg.temperature, "beta": beta, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
             "micro_batch_size": cfg.micro_batch_size, "gen_batch_size": cfg.gen_batch_size,
             "threads": cfg.threads, "profile_out": str(out / f"profile-{label}.txt"), "format_reward": 0.1,
-            "trl_output_dir": str(out / "trl-output"), "trl_max_steps": trl_steps}
+            "trl_output_dir": str(out / "trl-output"), "trl_max_steps": trl_steps, "workload": workload}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -296,31 +299,32 @@ def fmt(x, spec=".1f"):
 
 
 def grpo_table(results: dict) -> list[str]:
-    lines = ["| implementation | beta | s/step (median) | steps: s each | gen tok/s | train tok/s | GFLOP/step "
-             "(useful) | GFLOP/s | % of matmul rate | peak RSS MB | trained rows / 32 | ref rows |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for beta, pair in results["grpo"].items():
+    lines = ["| implementation | workload | beta | s/step (median) | steps: s each | gen tok/s | train tok/s | "
+             "GFLOP/step (useful) | GFLOP/s | % of matmul rate | peak RSS MB | trained rows / 32 | ref rows |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, pair in results["grpo"].items():
+        workload, beta = pair["workload"], pair["beta"]
         for s in (pair["ours"], pair["trl"]):
-            lines.append(f"| {s['label'].split('-b')[0]} | {beta} | {fmt(s['wall_s'])} | "
+            lines.append(f"| {s['label'].split('-')[0]} | {workload} | {beta:g} | {fmt(s['wall_s'])} | "
                          f"{', '.join(fmt(w) for w in s['wall_all'])} | {fmt(s['gen_tok_s'])} | "
                          f"{fmt(s['train_tok_s'])} | {fmt(s['gflop'], '.0f')} | {fmt(s['gflops'])} | "
                          f"{fmt(100 * s['peak_share'])} | {fmt(s['peak_rss_mb'], '.0f')} | "
                          f"{fmt(s['trained_rows'], '.0f')} | {fmt(s['nograd_rows'], '.0f')} |")
         r = pair["ratio"]
-        lines.append(f"| **TRL / ours** | {beta} | **{fmt(r['wall'], '.2f')}x** | | "
+        lines.append(f"| **TRL / ours** | {workload} | {beta:g} | **{fmt(r['wall'], '.2f')}x** | | "
                      f"{fmt(r['gen_tok_s'], '.2f')}x | {fmt(r['train_tok_s'], '.2f')}x | | | | "
                      f"{fmt(r['rss'], '.2f')}x | | |")
     return lines
 
 
 def phase_table(results: dict) -> list[str]:
-    lines = ["| implementation | beta | generation | reward | logps (grad) | logps (no grad: ref) | backward | "
-             "clip + optimizer | other | gen padding | train padding | grader calls |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for beta, pair in results["grpo"].items():
+    lines = ["| implementation | workload | beta | generation | reward | logps (grad) | logps (no grad: ref) | "
+             "backward | clip + optimizer | other | gen padding | train padding | grader calls |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, pair in results["grpo"].items():
         for s in (pair["ours"], pair["trl"]):
             p = s["phases_s"]
-            lines.append(f"| {s['label'].split('-b')[0]} | {beta} | " +
+            lines.append(f"| {s['label'].split('-')[0]} | {pair['workload']} | {pair['beta']:g} | " +
                          " | ".join(fmt(p.get(k)) for k in ("generation", "reward", "logps_grad", "logps_nograd",
                                                             "backward", "optimizer", "other")) +
                          f" | {fmt(100 * s['gen_padding'], '.0f')}% | {fmt(100 * s['train_padding'], '.0f')}% | "
@@ -362,7 +366,9 @@ def render(results: dict) -> str:
             f"load before: {results['quiet_before']} | load after: {results.get('load_after')}",
             "fp32 matmul rate: " + ", ".join(f"{n}^2 best {v['best_gflops']} / median {v['median_gflops']} GFLOP/s"
                                               for n, v in mm.items() if n != "peak_gflops"),
-            "", "GRPO step, 4 questions x G=8, 64 new tokens (medians of interleaved measured steps):", ""]
+            "", f"GRPO step, {results['config']['num_questions']} questions x "
+            f"G={results['config']['num_generations']}, {results['config']['max_completion_length']} new tokens "
+            "(medians of interleaved measured steps):", ""]
     out = head + grpo_table(results)
     out += ["", "Where the time goes (median seconds per phase):", ""] + phase_table(results)
     if results.get("ilr"):
@@ -387,6 +393,20 @@ def render(results: dict) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------------------
+
+def parse_runs(text: str) -> list[tuple[str, float]]:
+    """"answer:0.04,length:0" -> [("answer", 0.04), ("length", 0.0)]; one line on a bad entry."""
+    runs = []
+    for item in text.split(","):
+        workload, _, beta = item.strip().partition(":")
+        if workload not in ("answer", "length") or not beta:
+            raise SystemExit(f"--runs: expected workload:beta with workload answer or length, got {item!r}")
+        try:
+            runs.append((workload, float(beta)))
+        except ValueError:
+            raise SystemExit(f"--runs: beta of {item!r} is not a number") from None
+    return runs
+
 
 def parse_args(argv) -> BenchConfig:
     parser = argparse.ArgumentParser(description="GRPO step: ours vs TRL; ILR step; evaluation speed (issue 6)")
@@ -422,14 +442,17 @@ def main(argv=None):
     results["matmul"] = matmul_rate([int(n) for n in cfg.matmul_sizes.split(",")], cfg.matmul_reps, cfg.threads)
     log(f"[bench] fp32 matmul rate {results['matmul']}")
     peak = results["matmul"]["peak_gflops"]
-    betas = [float(b) for b in cfg.betas.split(",")]
-    for index, beta in enumerate(betas):
-        tag = f"b{beta:g}"
-        workers = [Worker(f"ours-{tag}", "ours", worker_settings(cfg, beta, out, f"ours-{tag}"), out),
-                   Worker(f"trl-{tag}", "trl", worker_settings(cfg, beta, out, f"trl-{tag}"), out)]
+    runs = parse_runs(cfg.runs)
+    ilr_done = False
+    for index, (workload, beta) in enumerate(runs):
+        tag = f"{workload}-b{beta:g}"
+        workers = [Worker(f"ours-{tag}", "ours", worker_settings(cfg, beta, out, f"ours-{tag}", workload), out),
+                   Worker(f"trl-{tag}", "trl", worker_settings(cfg, beta, out, f"trl-{tag}", workload), out)]
         plan = {w.label: (cfg.warmup_steps, cfg.steps) for w in workers}
         ilr_worker = None
-        if beta == 0 and cfg.ilr_steps > 0:  # the ILR step runs in turns with the beta = 0 pair
+        if beta == 0 and workload == "answer" and cfg.ilr_steps > 0 and not ilr_done:
+            # the ILR step runs in turns with the first answer, beta = 0 pair
+            ilr_done = True
             ilr_worker = Worker(f"ilr-{tag}", "ilr", worker_settings(cfg, beta, out, f"ilr-{tag}"), out)
             workers.append(ilr_worker)
             plan[ilr_worker.label] = (cfg.ilr_warmup_steps, cfg.ilr_steps)
@@ -446,7 +469,7 @@ def main(argv=None):
         for w in workers:
             w.quit()
         ours, trl = (summarize(w, peak) for w in workers[:2])
-        results["grpo"][f"{beta:g}"] = {"ours": ours, "trl": trl, "ratio": {
+        results["grpo"][tag] = {"workload": workload, "beta": beta, "ours": ours, "trl": trl, "ratio": {
             "wall": trl["wall_s"] / ours["wall_s"], "gen_tok_s": trl["gen_tok_s"] / ours["gen_tok_s"],
             "train_tok_s": trl["train_tok_s"] / ours["train_tok_s"], "rss": trl["peak_rss_mb"] / ours["peak_rss_mb"]}}
         if ilr_worker:

@@ -13,8 +13,8 @@ each step, DONE with its peak RSS). Everything else a worker prints goes to its 
 What is timed, the same way for every implementation (class-level wrappers, installed before the model exists):
     generation  transformers' GenerationMixin.generate (both call it; no tokenisation or decoding inside)
     reward      evaluate.reward (the grader; ours' answer_reward and TRL's reward function both call it)
-    logps_grad  the policy forward that is back-propagated (grpo.per_token_logps / TRL's
-                _get_per_token_logps_and_entropies with grad enabled)
+    logps_grad  the policy forward that is back-propagated (ours: grpo.shared_prefix_logps, or
+                grpo.per_token_logps where it falls back; TRL: _get_per_token_logps_and_entropies with grad enabled)
     logps_nograd  forwards without grad: the reference model (beta > 0), or old log-probs if recomputed
     backward    torch.Tensor.backward
     optimizer   torch.nn.utils.clip_grad_norm_ + torch.optim.AdamW.step
@@ -26,6 +26,15 @@ FLOPs of a step (useful work: real tokens only, padding not counted), with N_bod
     forward of a sequence of S real tokens with K scored positions  = 2 N_body S + 2 Vd K + 2 L d_attn S^2
     (the S^2 term: QK^T and AV over the causal half). Generation: S = prompt + generated, K = generated.
     Training: 3 x forward (forward + backward) per back-propagated row; no-grad forwards count 1 x.
+    Ours' shared-prefix forward (grpo.shared_prefix_logps) is counted as it runs: each distinct prompt once
+    (S = its real tokens, K = 1), then each row's completion on the prompt's cache (S = its real completion
+    tokens but the last, K = the same, attention over prompt + completion), so its FLOPs are the work done.
+
+Workloads (the reward decides which rows can be skipped):
+    answer  ilr.answer_reward (grader + 0.1 format term): groups whose 8 answers all score the same have zero
+            advantage; ours skips those rows at beta = 0 (exact), TRL trains them
+    length  len(completion text) / 100: the 8 answers of a group differ in length, so every group has signal and
+            both implementations train every row (the grader still runs in ours, for the accuracy metric)
 """
 
 from __future__ import annotations
@@ -117,6 +126,25 @@ class Meter:
         flops = self.forward_flops(float(real.sum()), float(scored.sum()), float((real ** 2).sum()))
         self.counts[f"{key}_flops"] += (3 if grad else 1) * flops
         del torch
+
+    def count_shared_prefix(self, input_ids, attention_mask, logits_to_keep: int, grad: bool):
+        """Real tokens, slots and FLOPs of one grpo.shared_prefix_logps call that shares (no fall-back): the U
+        distinct prompts once, then every row's completion tokens but the last on its prompt's KV cache."""
+        import grpo
+        first_row, _ = grpo.prompt_groups(input_ids, attention_mask, logits_to_keep)         # [U]
+        P = input_ids.shape[1] - logits_to_keep
+        prompt_real = attention_mask[first_row, :P].sum(-1).double()             # [U]
+        row_prompt = attention_mask[:, :P].sum(-1).double()                      # [n]
+        comp = (attention_mask[:, P:].sum(-1).double() - 1).clamp_min(0)         # [n] completion positions forwarded
+        S = float(prompt_real.sum() + comp.sum())
+        S2 = float((prompt_real ** 2).sum() + ((row_prompt + comp) ** 2 - row_prompt ** 2).sum())
+        key = "train" if grad else "nograd"
+        self.counts[f"{key}_rows"] += input_ids.shape[0]
+        self.counts[f"{key}_real_tokens"] += S
+        self.counts[f"{key}_slots"] += len(first_row) * P + input_ids.shape[0] * (logits_to_keep - 1)
+        self.counts[f"{key}_completion_tokens"] += float(attention_mask[:, P:].sum())
+        self.counts[f"{key}_flops"] += (3 if grad else 1) * self.forward_flops(S, len(first_row) + float(comp.sum()),
+                                                                               S2)
 
     def count_generate(self, input_ids, attention_mask, output, eos: set, copies: int):
         """Prompt and generated tokens of one model.generate call; padded slots = every row x every position."""
@@ -229,6 +257,9 @@ def ours_worker(cfg: dict, method: str):
     setup_torch(cfg["threads"], cfg["seed"])
     install_common_timers()
     grpo.per_token_logps = METER.timed(grad_phase, _counting(grpo.per_token_logps))
+    grpo.shared_prefix_logps = METER.timed(grad_phase, _counting_shared(grpo.shared_prefix_logps))
+    if cfg["workload"] == "length":
+        ilr.group_rewards = lambda groups, format_reward, correct=None: length_rewards(groups)
     idea3_stats = {}
     original_run_idea3 = idea3.run_idea3
 
@@ -280,6 +311,28 @@ def ours_worker(cfg: dict, method: str):
     emit("DONE", peak_rss_mb=round(peak_rss_mb(), 1))
 
 
+def length_rewards(groups):
+    """The `length` workload's rewards [num_groups, G]: characters / 100 of each completion."""
+    import torch
+    return torch.tensor([[len(t) / 100 for t in g.texts] for g in groups])
+
+
+def _counting_shared(shared_prefix_logps):
+    """grpo.shared_prefix_logps, counting what it runs; where it falls back to per_token_logps (no prompt repeats,
+    or gradient checkpointing), that function's own counter counts instead."""
+    import torch
+
+    import grpo
+
+    @functools.wraps(shared_prefix_logps)
+    def wrapper(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        first_row, prompt_of_row = grpo.prompt_groups(input_ids, attention_mask, logits_to_keep)
+        if len(first_row) < len(prompt_of_row) and not grpo.uses_checkpointing(model):
+            METER.count_shared_prefix(input_ids, attention_mask, logits_to_keep, grad=torch.is_grad_enabled())
+        return shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+    return wrapper
+
+
 def _counting(per_token_logps):
     """grpo.per_token_logps, counting the rows/tokens/FLOPs of each call."""
     import torch
@@ -317,7 +370,10 @@ def trl_worker(cfg: dict):
         [{"prompt": [{"role": "user", "content": evaluate.test_prompt(r)}], "record_id": r["id"]} for r in records])
 
     def answer_reward(prompts, completions, record_id, **kwargs):
-        """The same reward as ours: ilr.answer_reward (grader + format term) on the completion text."""
+        """The same reward as ours: ilr.answer_reward (grader + format term) on the completion text, or for the
+        `length` workload characters / 100 (as ours' length_rewards)."""
+        if cfg["workload"] == "length":
+            return [len(c[0]["content"]) / 100 for c in completions]
         return [ilr.answer_reward(c[0]["content"], by_id[i], cfg["format_reward"]) for c, i in
                 zip(completions, record_id)]
 
