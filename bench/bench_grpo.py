@@ -4,6 +4,7 @@ bench/bench_grpo.py — our GRPO step vs TRL's GRPOTrainer, one ILR step, and ev
     bash bench/run.sh                         # makes bench/.venv-trl (torch 2.13.0 CPU + trl), then runs this file
     bench/.venv-trl/bin/python bench/bench_grpo.py --steps 5 --ilr_steps 2 --eval_limit 16
     bench/.venv-trl/bin/python bench/bench_grpo.py --smoke    # 1 question, 8 tokens, 1 step each: checks the wiring
+    bench/.venv-trl/bin/python bench/bench_grpo.py --report bench/results/<run>   # re-render a finished run's table
 
 What it measures (README.md in this folder has the table and how to read it):
  1. The machine's fp32 matmul rate (torch.matmul of n x n matrices, best and median of several repetitions).
@@ -72,6 +73,8 @@ class BenchConfig:
     eval_max_new_tokens: int = field(default=256, metadata={"help": "evaluate.py --max-new-tokens"})
     data_dir: str = field(default=str(ROOT.parent / "shared" / "data"), metadata={"help": "benchmark data folder"})
     matmul_sizes: str = field(default="2048,4096", metadata={"help": "n of the n x n fp32 matmuls timed"})
+    shape_tokens: str = field(default="256,512,2048", metadata={"help": "tokens per forward M at which the model's "
+                                                                       "own matmul shapes are timed (shape_rate)"})
     matmul_reps: int = field(default=8, metadata={"help": "repetitions per matmul size"})
     threads: int = field(default=2, metadata={"help": "torch.set_num_threads in every process"})
     seed: int = field(default=0, metadata={"help": "seed of both implementations"})
@@ -86,7 +89,7 @@ class BenchConfig:
 
 SMOKE = dict(num_questions=1, num_generations=4, max_completion_length=8, micro_batch_size=4, warmup_steps=0,
              steps=1, ilr_steps=1, eval_limit=2, eval_reps=1, eval_max_new_tokens=8, matmul_sizes="512",
-             matmul_reps=2, wait_quiet_minutes=0, profile=True)
+             matmul_reps=2, wait_quiet_minutes=0, profile=True, shape_tokens="64")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -140,6 +143,32 @@ def matmul_rate(sizes: list[int], reps: int, threads: int) -> dict:
         rates = [2 * n ** 3 / t / 1e9 for t in times]
         result[n] = {"best_gflops": round(max(rates), 1), "median_gflops": round(statistics.median(rates), 1)}
     result["peak_gflops"] = max(v["best_gflops"] for v in result.values())
+    return result
+
+
+def shape_rate(tokens: list[int], threads: int, reps: int = 3, hidden: int = 576, intermediate: int = 1536,
+               kv: int = 192, vocab: int = 49152) -> dict:
+    """fp32 GFLOP/s that the model's OWN matmul shapes reach (issue 15: the cap below the square-matmul rate).
+
+    One training pass over M tokens through one SmolLM2-135M layer's linears (q, k, v, o: 576->576/192/192/576;
+    gate, up: 576->1536; down: 1536->576) and the LM head (576->49152): the forward X W^T and the backward's two
+    products dX = dY W and dW = dY^T X, i.e. 3 matmuls of 2 M n k FLOPs per linear, timed together; best of reps.
+    M = the tokens of one micro-batch forward (e.g. 8 rows x 63 completion tokens on a shared prompt)."""
+    import torch
+    torch.set_num_threads(threads)
+    shapes = [(hidden, hidden), (kv, hidden), (kv, hidden), (hidden, hidden), (intermediate, hidden),
+              (intermediate, hidden), (hidden, intermediate), (vocab, hidden)]               # (out n, in k)
+    result = {}
+    for M in tokens:
+        mats = [(torch.randn(M, k), torch.randn(n, k), torch.randn(M, n)) for n, k in shapes]   # X, W, dY
+        flops = sum(3 * 2 * M * n * k for n, k in shapes)
+        best = float("inf")
+        for _ in range(reps + 1):                                               # the first is a warm-up
+            start = time.perf_counter()
+            for x, w, dy in mats:
+                x @ w.T, dy @ w, dy.T @ x                                           # forward, dX, dW
+            best = min(best, time.perf_counter() - start)
+        result[M] = round(flops / best / 1e9, 1)
     return result
 
 
@@ -244,11 +273,17 @@ def summarize(w: Worker, peak_gflops: float) -> dict:
                               if c(r, "train_slots")),
          "gflop": med(f / 1e9 for f in flops),
          "gflops": med(f / 1e9 / r["wall"] for f, r in zip(flops, rows)),
+         # the training phase alone (forwards with and without grad, backward, optimizer): its FLOPs over its time
+         "train_gflops": med((c(r, "train_flops") + c(r, "nograd_flops")) / 1e9 / max(t, 1e-9)
+                             for r, t in zip(rows, train_phase)),
+         "gen_gflops": med(c(r, "gen_flops") / 1e9 / max(r["seconds"]["generation"], 1e-9) for r in rows),
          "reward_calls": med(r["calls"].get("reward", 0) for r in rows),
          "logps_calls": med(r["calls"].get("logps_grad", 0) for r in rows),
          "ref_calls": med(r["calls"].get("logps_nograd", 0) for r in rows),
          "peak_rss_mb": (w.done or {}).get("peak_rss_mb", max((r["peak_rss_mb"] for r in w.reports), default=0))}
     s["peak_share"] = s["gflops"] / peak_gflops if peak_gflops else float("nan")
+    s["train_share"] = s["train_gflops"] / peak_gflops if peak_gflops else float("nan")
+    s["gen_share"] = s["gen_gflops"] / peak_gflops if peak_gflops else float("nan")
     if w.impl != "trl":
         s["frac_skipped"] = med(r["ilr_metrics"].get("frac_skipped") for r in rows)
     if w.impl == "ilr":
@@ -300,7 +335,8 @@ def fmt(x, spec=".1f"):
 
 def grpo_table(results: dict) -> list[str]:
     lines = ["| implementation | workload | beta | s/step (median) | steps: s each | gen tok/s | train tok/s | "
-             "GFLOP/step (useful) | GFLOP/s | % of matmul rate | peak RSS MB | trained rows / 32 | ref rows |",
+             "GFLOP/step (useful) | GFLOP/s | % of matmul rate | peak RSS MB | trained rows / "
+             f"{results['config']['num_questions'] * results['config']['num_generations']} | ref rows |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, pair in results["grpo"].items():
         workload, beta = pair["workload"], pair["beta"]
@@ -319,8 +355,9 @@ def grpo_table(results: dict) -> list[str]:
 
 def phase_table(results: dict) -> list[str]:
     lines = ["| implementation | workload | beta | generation | reward | logps (grad) | logps (no grad: ref) | "
-             "backward | clip + optimizer | other | gen padding | train padding | grader calls |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "backward | clip + optimizer | other | gen padding | train padding | grader calls | generation % of "
+             "matmul rate | training % of matmul rate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, pair in results["grpo"].items():
         for s in (pair["ours"], pair["trl"]):
             p = s["phases_s"]
@@ -328,7 +365,8 @@ def phase_table(results: dict) -> list[str]:
                          " | ".join(fmt(p.get(k)) for k in ("generation", "reward", "logps_grad", "logps_nograd",
                                                             "backward", "optimizer", "other")) +
                          f" | {fmt(100 * s['gen_padding'], '.0f')}% | {fmt(100 * s['train_padding'], '.0f')}% | "
-                         f"{fmt(s['reward_calls'], '.0f')} |")
+                         f"{fmt(s['reward_calls'], '.0f')} | {fmt(100 * s.get('gen_share', float('nan')))} | "
+                         f"{fmt(100 * s.get('train_share', float('nan')))} |")
     return lines
 
 
@@ -364,6 +402,8 @@ def render(results: dict) -> str:
             f"trl {results.get('trl', 'n/a')} | transformers {results.get('transformers', 'n/a')} | "
             f"threads {results['config']['threads']}",
             f"load before: {results['quiet_before']} | load after: {results.get('load_after')}",
+            "the model's own matmul shapes (forward + backward, by tokens per forward): " +
+            ", ".join(f"M = {m}: {r} GFLOP/s" for m, r in results.get("shape_rate", {}).items()),
             "fp32 matmul rate: " + ", ".join(f"{n}^2 best {v['best_gflops']} / median {v['median_gflops']} GFLOP/s"
                                               for n, v in mm.items() if n != "peak_gflops"),
             "", f"GRPO step, {results['config']['num_questions']} questions x "
@@ -393,6 +433,32 @@ def render(results: dict) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------------------
+
+class Saved:
+    """A finished worker read back from results.json (summarize's input), for --report."""
+
+    def __init__(self, summary: dict, impl: str):
+        self.label, self.impl, self.reports = summary["label"], impl, summary["reports"]
+        self.done = {"peak_rss_mb": summary["peak_rss_mb"]}
+        self.profile = {k: summary[k] for k in ("profile_top", "profile_wall_s") if k in summary}
+
+    def measured(self) -> list[dict]:
+        return [r for r in self.reports if r.get("measured")]
+
+
+def report(folder: Path) -> str:
+    """Re-summarize and re-render a finished run's results.json (new columns need no new run)."""
+    results = json.loads((folder / "results.json").read_text())
+    peak = results["matmul"]["peak_gflops"]
+    redo = lambda s, impl: summarize(Saved(s, impl), peak) | Saved(s, impl).profile          # noqa: E731
+    for pair in results["grpo"].values():
+        pair["ours"], pair["trl"] = redo(pair["ours"], "ours"), redo(pair["trl"], "trl")
+    if results.get("ilr"):
+        results["ilr"], results["ilr_baseline"] = redo(results["ilr"], "ilr"), redo(results["ilr_baseline"], "ours")
+    table = render(results)
+    (folder / "table.md").write_text(table)
+    return table
+
 
 def parse_runs(text: str) -> list[tuple[str, float]]:
     """"answer:0.04,length:0" -> [("answer", 0.04), ("length", 0.0)]; one line on a bad entry."""
@@ -424,7 +490,14 @@ def parse_args(argv) -> BenchConfig:
 
 
 def main(argv=None):
-    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--report"]:                     # bench_grpo.py --report bench/results/<run>: re-render only
+        print(report(Path(argv[1])))
+        return None
+    if argv[:1] == ["--shape-rate"]:                 # bench_grpo.py --shape-rate THREADS [TOKENS]: that rate alone
+        print(shape_rate([int(n) for n in (argv[2] if len(argv) > 2 else "256,512,2048").split(",")], int(argv[1])))
+        return None
+    cfg = parse_args(argv)
     out = Path(cfg.out or HERE / "results" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     logfile = open(out / "bench.log", "a")
@@ -441,6 +514,8 @@ def main(argv=None):
                                             "other_pythons": len(other_pythons())}
     results["matmul"] = matmul_rate([int(n) for n in cfg.matmul_sizes.split(",")], cfg.matmul_reps, cfg.threads)
     log(f"[bench] fp32 matmul rate {results['matmul']}")
+    results["shape_rate"] = shape_rate([int(n) for n in cfg.shape_tokens.split(",")], cfg.threads)
+    log(f"[bench] GFLOP/s of the model's own matmul shapes, by tokens per forward: {results['shape_rate']}")
     peak = results["matmul"]["peak_gflops"]
     runs = parse_runs(cfg.runs)
     ilr_done = False
