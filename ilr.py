@@ -140,7 +140,8 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     output_dir: str = field(default="runs/ilr", metadata={"help": "run directory (config, metrics, checkpoints)"})
     save_steps: int = field(default=5, metadata={"help": "checkpoint every K steps (and at the end, on Ctrl-C)"})
     log_transcript_steps: int = field(default=1, metadata={"help": "save a sample transcript every K steps"})
-    batch_size: int = field(default=16, metadata={"help": "sequences per generation batch"})
+    batch_size: int = field(default=64, metadata={"help": "sequences per generation batch (bench/README.md: one "
+                                                          "batch of 32 decodes 1.3x faster than two of 16 on a CPU)"})
     seed: int = field(default=0, metadata={"help": "seed of everything random"})
 
 

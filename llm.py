@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import os
 import re
@@ -377,14 +378,65 @@ def _cut_at_eos(ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
     return ids, False
 
 
+def kv_cache(model):
+    """An empty KV cache for generation whose layers grow in place (GrowingLayer) instead of by torch.cat.
+
+    transformers' DynamicLayer appends each new token with torch.cat, which copies the whole cache of every layer
+    at every decoding step: O(T^2) bytes copied per sequence, 17 % of a 64-token CPU generation of 32 rows in
+    the bench's profile (bench/README.md). Same keys and values, same attention, same samples; generation only
+    (it writes into its buffer in place, which autograd could not differentiate: training keeps DynamicCache).
+
+    >>> model, tokenizer = tiny_model()
+    >>> [type(layer).__name__ for layer in kv_cache(model).layers]
+    ['GrowingLayer', 'GrowingLayer']
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=model.config)
+    growing = _growing_layer_class()
+    cache.layers = [growing() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+@functools.lru_cache(maxsize=1)
+def _growing_layer_class():
+    """GrowingLayer, defined on first use (it subclasses transformers' DynamicLayer; llm.py imports transformers
+    only when a model is needed, so that a bad command line fails in a second)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        """A DynamicLayer whose keys/values [B, heads, L, d] are views of a buffer with spare room: a new token is
+        written after the last one (no copy of the L cached ones); when the room runs out the buffer doubles, so
+        each cached position is copied O(1) times on average. A step that replaced self.keys (cache.batch_repeat_
+        interleave / batch_select_indices / crop) is noticed by identity and starts a new buffer from it."""
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            old = self.keys.shape[-2] if self.keys.numel() else 0
+            new = old + key_states.shape[-2]
+            if getattr(self, "_view", None) is not self.keys or self._keys.shape[-2] < new:
+                room = new + max(new, 64)                                       # double (at least 64 free)
+                keys = key_states.new_empty(*key_states.shape[:2], room, key_states.shape[-1])
+                values = value_states.new_empty(*value_states.shape[:2], room, value_states.shape[-1])
+                if old:
+                    keys[:, :, :old], values[:, :, :old] = self.keys, self.values
+                self._keys, self._values = keys, values
+            self._keys[:, :, old:new], self._values[:, :, old:new] = key_states, value_states
+            self.keys, self.values = self._keys[:, :, :new], self._values[:, :, :new]       # [B, h, new, d] views
+            self._view = self.keys
+            return self.keys, self.values
+
+    return GrowingLayer
+
+
 @torch.no_grad()
 def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """KV cache of left-padded prompts (B, P), with the position ids `model.generate` would use (the count of
     real tokens before each one), so that generation can continue from it as if it had encoded them itself."""
-    from transformers import DynamicCache
-
     position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)      # (B, P)
-    cache = DynamicCache(config=model.config)
+    cache = kv_cache(model)
     model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
           use_cache=True, logits_to_keep=1)
     return cache
@@ -458,8 +510,9 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
                                        for b in chunk])
         copies = n if temperature > 0 else 1  # greedy: the n samples are identical, so decode once
         input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
-        cache = None
-        if copies > 1 and width > 1:
+        cache = kv_cache(model)                                                     # empty: model.generate fills it
+        shared = copies > 1 and width > 1
+        if shared:
             # The n samples of a prompt share its prefix: encode the prompt once, then give each sample a copy
             # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
             # Fusion prompts of ~400 tokens, most of the generation FLOPs). The samples are the same as with
@@ -469,7 +522,7 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
             input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (len(chunk)*copies, P)
             attention_mask = attention_mask.repeat_interleave(copies, dim=0)
         config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
-                                   num_return_sequences=1 if cache else copies)
+                                   num_return_sequences=1 if shared else copies)
         with own_generation_config(model, config):
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
                                  generation_config=config)                          # (len(chunk)*copies, P+T)

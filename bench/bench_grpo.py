@@ -60,8 +60,8 @@ class BenchConfig:
     learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (both)"})
     micro_batch_size: int = field(default=8, metadata={"help": "rows per forward/backward (TRL: "
                                                                 "per_device_train_batch_size)"})
-    gen_batch_size: int = field(default=16, metadata={"help": "ours: sequences per generate batch (ilr.Config "
-                                                              "batch_size; TRL generates all B*G at once)"})
+    gen_batch_size: int = field(default=64, metadata={"help": "ours: sequences per generate batch (ilr.Config "
+                                                              "batch_size's default; TRL generates all B*G at once)"})
     warmup_steps: int = field(default=1, metadata={"help": "unmeasured steps per process"})
     steps: int = field(default=5, metadata={"help": "measured steps per process (median reported)"})
     ilr_steps: int = field(default=2, metadata={"help": "measured ILR steps (0 = skip the ILR step)"})
