@@ -95,6 +95,33 @@ def test_prefill_cache_continues_like_one_full_forward(tiny):
     torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-4)
 
 
+def test_growing_kv_cache_continues_like_one_full_forward_across_reallocations_and_batch_changes(tiny):
+    """llm.kv_cache's layers write each new token into a buffer with spare room (no torch.cat of the whole cache).
+    Fed one token at a time for 150 steps (its buffer is re-allocated twice), with the batch repeated on the way
+    (batch_repeat_interleave, as generate() does after the prefill) and then narrowed (batch_select_indices), the
+    last step's logits must equal one forward over the whole sequence, row by row."""
+    model, _ = tiny
+    torch.manual_seed(0)
+    ids = torch.randint(3, model.config.vocab_size, (2, 150))                                     # (B, L)
+    with torch.no_grad():
+        full = model(input_ids=ids.repeat_interleave(2, 0)).logits[:, -1]                        # (2B, V)
+        cache = llm.kv_cache(model)
+        for t in range(150):
+            if t == 20:
+                cache.batch_repeat_interleave(2)                                                  # B -> 2B rows
+            rows = ids[:, t:t + 1] if t < 20 else ids[:, t:t + 1].repeat_interleave(2, 0)
+            if t >= 100:
+                rows = rows[[0, 3]]
+            if t == 100:
+                cache.batch_select_indices(torch.tensor([0, 3]))                                  # keep rows 0, 3
+            step = model(input_ids=rows, past_key_values=cache, use_cache=True,
+                         position_ids=torch.full((len(rows), 1), t)).logits[:, -1]
+    layer = cache.layers[0]
+    assert type(layer).__name__ == "GrowingLayer" and layer.keys.shape[-2] == 150
+    assert layer._keys.shape[-2] > 150 and layer.keys.data_ptr() == layer._keys.data_ptr()     # a view, room left
+    torch.testing.assert_close(step, full[[0, 3]], atol=1e-5, rtol=1e-4)
+
+
 def test_completion_ids_score_like_the_model(tiny):
     """The ids are what the model sampled: greedy tokens are the argmax of the model's next-token logits."""
     model, tok = tiny
