@@ -205,7 +205,7 @@ def normalize_answer(answer: str) -> str:
         match = re.fullmatch(r"\\(?:text|textbf|textrm|mathrm|mbox|mathbf)\s*\{(.*)\}", s)
         if not match or data.braced(s, s.index("{")) is None or data.braced(s, s.index("{"))[1] != len(s):
             break
-        s = match.group(1).strip()
+        s = match.group(1).strip().rstrip(".").strip()            # \text{Monday.} is Monday
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):      # thousands separators
         s = s.replace(",", "")
     return _strip_units(s)

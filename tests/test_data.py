@@ -206,3 +206,42 @@ def test_ladder_is_deterministic_by_seed_and_no_test_question_is_a_training_ques
 def test_ladder_level_outside_one_to_five_is_an_error():
     with pytest.raises(ValueError, match="ladder level must be one of \\[1, 2, 3, 4, 5\\], got 6"):
         data.ladder_problems(2, levels=(1, 6))
+
+
+# ---- last_boxed / braced: the mutants that survived mutmut's run (tests/MUTATION.md, third run) ----
+
+def test_last_boxed_of_a_completion_cut_off_at_the_macro_keeps_the_earlier_box():
+    """A completion cut off by the token limit can end in '\\boxed' or '\\framebox[2cm'. Mutations last_boxed 4, 5,
+    23, 28 (an index one past the end: IndexError) and 17 (return instead of break: the earlier box lost)."""
+    assert data.last_boxed(r"so \boxed{3}, or rather \boxed") == "3"
+    assert data.last_boxed("\\boxed  ") is None
+    assert data.last_boxed(r"\boxed{3} then \framebox[2cm") == "3"
+    assert data.last_boxed(r"\framebox[2cm]") is None
+
+
+def test_framebox_options_end_at_their_own_bracket():
+    """Mutations last_boxed 13 (rfind: the last ']' of the text) and 10, 12 (find from the start: the ']' of an
+    earlier '[0, 1]'; with two options '[2cm][c]' those loop for ever, mutmut's two timeouts)."""
+    assert data.last_boxed(r"\framebox[2cm]{5} for x in [0, 1]") == "5"
+    assert data.last_boxed(r"for x in [0, 1]: \framebox[2cm]{5}") == "5"
+
+
+def test_a_box_macro_without_an_argument_is_no_box():
+    """'\\boxed' followed by punctuation, '$' or nothing but a full stop holds no answer; the earlier box stays.
+    Mutations last_boxed 39 (j >= i: the token right after the macro, ')' here), 46 (token or ...: '' for '.',
+    AttributeError for '$') and 47 (rstrip(None): '.' kept as a token, then stripped to '')."""
+    assert data.last_boxed(r"the answer is \boxed{5} (in a \boxed)") == "5"
+    assert data.last_boxed(r"\boxed{5}, not \boxed .") == "5"
+    assert data.last_boxed(r"\boxed{5}, not \boxed $x$") == "5"
+
+
+def test_a_spaced_box_token_may_be_a_capital_x():
+    """Mutations last_boxed 51, 57 (rstrip("XX.,;XX") also strips X: 'X.' gave no answer, '2X' gave '2')."""
+    assert data.last_boxed(r"it is \boxed X.") == "X"
+    assert data.last_boxed(r"it is \boxed 2X.") == "2X"
+
+
+def test_braced_returns_the_group_and_the_index_after_its_closing_brace():
+    """Mutations braced 23, 24 (end j - 1 / j + 2)."""
+    assert data.braced("a{b{c}d}e", 1) == ("b{c}d", 8)
+    assert data.braced("{x", 0) is None

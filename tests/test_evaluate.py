@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evaluate  # noqa: E402
-from evaluate import (answers_match, extract_answer, extract_boxed, extract_code, grade_code,  # noqa: E402
-                      grade_math, grade_record, pass_at_k, reward)
+from evaluate import (Grade, answers_match, extract_answer, extract_boxed, extract_code, grade_code,  # noqa: E402
+                      grade_math, grade_record, normalize_answer, parse_number, pass_at_k, reward)
 
 # ------------------------------------------------------------------------------------------ answer extraction
 
@@ -71,6 +72,19 @@ def test_last_number_fallback_only_for_plain_number_benchmarks():
     assert extract_answer(text) == (None, "none")
 
 
+
+def test_answer_is_strips_full_stops_and_dollars_but_not_a_final_capital_x():
+    """Mutation extract_answer 31: rstrip("XX.XX") also ate a final X ('2X' -> '2', 'X' -> no answer)."""
+    assert extract_answer("So the answer is 2X.") == ("2X", "answer_is")
+    assert extract_answer("The answer is X.") == ("X", "answer_is")
+    assert extract_answer("The answer is $12$.") == ("12", "answer_is")
+
+
+def test_last_number_keeps_a_leading_decimal_point():
+    """Mutation extract_answer 39: lstrip(".") read '.5' as 5."""
+    assert extract_answer("Each cup holds .5 liters", "gsm8k") == (".5", "last_number")
+    assert extract_answer("It costs 1,234.", "gsm8k") == ("1234", "last_number")
+
 # ---------------------------------------------------------------------------------------------- equivalence
 
 @pytest.mark.parametrize("gold, prediction", [
@@ -91,6 +105,105 @@ def test_equivalent_forms_match(gold, prediction):
 ])
 def test_different_answers_do_not_match(gold, prediction):
     assert not answers_match(gold, prediction)
+
+
+# Tests for the mutants of the grading chain that survived mutmut's run (tests/MUTATION.md, third run): each
+# names the mutants it kills; the values are worked out by hand from the rules of normalize_answer.
+
+def test_normalize_removes_dollars_percents_degrees_and_spacing_inside_a_list():
+    """A list is not a number with a unit, so _strip_units cannot clean up after a missed or replaced symbol.
+    Mutations normalize_answer 22, 23 ($), 25, 26, 27 (% and \\%), 58, 59, 60 (degrees), 78 ({,}), 80, 81 (~)."""
+    assert normalize_answer("$x+1$") == "x+1"
+    assert normalize_answer(r"10\%, 20\%") == "10, 20"
+    assert normalize_answer("10%, 20%") == "10, 20"
+    assert normalize_answer(r"30^\circ, 60^{\circ}, 90°") == "30, 60, 90"
+    assert normalize_answer("1{,}000") == "1000"
+    assert normalize_answer("(1,~2)") == "(1, 2)"
+    assert normalize_answer(r"5~\text{cm}") == "5"
+
+
+def test_normalize_reads_latex_command_names_case_sensitively():
+    """Mutations normalize_answer 48 (\\Big, \\Bigg missing from the list), 36 (the look-ahead after \\dfrac
+    lower-case only: a longer command name starting with \\dfrac and a capital was rewritten), 35, 37, 47, 49."""
+    assert normalize_answer(r"\Big(1, 2\Bigg)") == "(1, 2)"
+    assert normalize_answer(r"\dfracA") == r"\dfracA"
+    assert normalize_answer(r"\tfrac{1}{2}") == normalize_answer(r"\dfrac{1}{2}") == r"\frac{1}{2}"
+
+
+def test_normalize_drops_a_final_full_stop_also_inside_a_text_wrapper():
+    """Mutation normalize_answer 85 (rstrip("XX.XX") also ate a final X). The wrapper case was a bug found through
+    grade_math 44: '\\text{Monday.}' normalised to 'Monday.' and did not match 'Monday'."""
+    assert normalize_answer("2X.") == "2X"
+    assert normalize_answer(r"\text{C.}") == "C" and normalize_answer(r"\text{2X.}") == "2X"
+    assert normalize_answer(r"\text{ \textbf{Monday.} }.") == "Monday"
+    assert answers_match("Monday", r"\text{Monday.}")
+
+
+def test_normalize_unwraps_only_a_text_group_that_spans_the_whole_answer():
+    """Mutations normalize_answer 94, 110 (two groups read as one wrapper) and 102 (an unbalanced first group
+    reached braced(...)[1] on None: TypeError)."""
+    assert normalize_answer(r"\text{a} + \text{b}") == r"\text{a} + \text{b}"
+    assert normalize_answer(r"\text{{a}") == r"\text{{a}"
+
+
+def test_a_number_times_a_math_word_is_kept_and_a_text_group_is_a_unit_whatever_it_holds():
+    """Mutations _strip_units 14 ([a-za-z]: a capitalised 'Pi' was not seen), 25 (commands replaced by 'XX XX' glued
+    'xx' onto 'pi'), 22, 23, 24 (command names inside the unit group not removed, or only those of one case).
+    A command inside \\text{}/\\mathrm{} is no math word: 2\\mathrm{\\pi} is 2 with a unit, as math-verify reads it."""
+    assert normalize_answer("2 Pi") == "2 Pi"
+    assert normalize_answer(r"2pi\text{ rad}") == r"2pi\text{ rad}"
+    assert normalize_answer(r"2\mathrm{\pi}") == normalize_answer(r"2\text{\Pi}") == "2"
+    assert evaluate.math_verify_equal("2", r"2\mathrm{\pi}")
+    assert normalize_answer(r"3\text{ cm}") == normalize_answer(r"3\mathrm{cm}") == "3"
+
+
+def test_parse_number_ignores_spaces_and_reads_scientific_notation():
+    """Mutations parse_number 6, 7 (spaces kept), 18 (float(None): TypeError) and 46, 48, 49 (the sign)."""
+    assert parse_number(r"\frac{3}{ 4}") == Fraction(3, 4)
+    assert parse_number("- 5") == Fraction(-5)
+    assert parse_number("1 / 2") == Fraction(1, 2)
+    assert parse_number(r"- \frac{3}{ 6}") == parse_number("-3/6") == Fraction(-1, 2)
+    value = parse_number("2.5e-3")
+    assert isinstance(value, float) and value == 0.0025
+
+
+def test_no_answer_grades_say_why():
+    """Mutations grade_math 7, 11, 15, 16 (empty completion) and 25, 29, 33, 34 (no answer found): the detail."""
+    assert grade_math("   ", "7") == Grade(False, None, "no_answer", "empty completion")
+    assert grade_math("I don't know.", "7") == Grade(False, None, "no_answer",
+                                                      "no \\boxed{}, '####' or 'the answer is'")
+
+
+def test_answers_replace_the_gold_and_multiple_is_off_by_default():
+    """Mutations grade_math 36 (answers ignored for gold) and 1 (multiple=True by default). Without `multiple` the
+    gold '3, 4' is one answer, compared whole (math-verify, which strips no units from the items); with it, item by
+    item, each through normalize_answer."""
+    assert grade_math(r"\boxed{2}", "1", answers=["2"]) == Grade(True, "2", "passed", "boxed")
+    apples = r"\boxed{4 apples, 3 apples}"
+    assert not grade_math(apples, "3, 4").correct
+    assert grade_math(apples, "3, 4", multiple=True).correct
+
+
+def test_list_answers_pass_item_by_item_or_as_the_whole_list():
+    """Several golds: item by item (lists_match) OR the joined list whole (answers_match). The apples pass only item
+    by item, the set '\\{3, 4\\}' (one item) only whole. Mutations grade_math 53, 55 (and / no item match), 58,
+    59, 63 (the whole-list match given None or 'XX, XX') and 60, 61, 62 (its call raising: grader_error)."""
+    assert grade_math(r"\boxed{4 apples, 3 apples}", "", answers=["3", "4"]).correct
+    assert grade_math(r"\boxed{\{3, 4\}}", "", answers=["3", "4"]) == Grade(True, r"\{3, 4\}", "passed", "boxed")
+    assert grade_math(r"\boxed{\{3, 5\}}", "", answers=["3", "4"]) == Grade(False, r"\{3, 5\}", "wrong", "boxed")
+
+
+def test_an_unexpected_error_is_incorrect_with_its_type_and_message_cut_to_300_chars(monkeypatch):
+    """Mutations grade_math 78-89: every field of the grader_error grade."""
+    assert grade_math(r"\boxed{1}", "1", answers=5) == Grade(False, None, "grader_error",
+                                                               "TypeError: 'int' object is not iterable")
+
+    def broken(completion, benchmark=None):
+        raise RuntimeError("x" * 400)
+    monkeypatch.setattr(evaluate, "extract_answer", broken)
+    grade = grade_math(r"\boxed{1}", "1")
+    assert grade == Grade(False, None, "grader_error", "RuntimeError: " + "x" * 286)
+    assert len(grade.detail) == 300
 
 
 def test_grade_math_reads_the_last_box_and_reports_how():
