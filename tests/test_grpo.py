@@ -610,3 +610,13 @@ def test_grpo_step_with_gradient_checkpointing_equals_the_step_without(tiny):
         grpo.grpo_step(model, optimizer, batch, advantages, ref_model, beta=0.05, max_grad_norm=None)
         results.append(grads(model))
     assert_same_grads(results[1], results[0], atol=1e-6)
+
+
+def test_reward_stats_reads_groups_on_the_last_axis_for_any_leading_shape_and_g_2():
+    """reward_stats([..., G]): std and the zero-std test over G (the last axis) whatever the leading axes, and the
+    sample std also for G = 2 (mutants: std/amax/amin over axis +1, `shape[+1] > 1`, `shape[-1] > 2`)."""
+    s = grpo.reward_stats(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))                  # G = 2: std(1, 0) = sqrt(1/2)
+    assert s["reward_std"] == pytest.approx(0.5 ** 0.5 / 2) and s["frac_reward_zero_std"] == 0.5
+    r = torch.tensor([[[0.0, 0.0, 3.0]], [[1.0, 1.0, 1.0]]])                        # [agents 2, groups 1, G 3]
+    s = grpo.reward_stats(r)                                   # std(0, 0, 3) = sqrt((1 + 1 + 4) / 2) = sqrt(3)
+    assert s == pytest.approx({"reward": 1.0, "reward_std": 3 ** 0.5 / 2, "frac_reward_zero_std": 0.5})
