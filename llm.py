@@ -378,12 +378,14 @@ def _cut_at_eos(ids: list[int], eos: set[int]) -> tuple[list[int], bool]:
     return ids, False
 
 
-def kv_cache(model):
-    """An empty KV cache for generation whose layers grow in place (GrowingLayer) instead of by torch.cat.
+def kv_cache(model, max_len: int | None = None):
+    """An empty KV cache for generation whose layers grow in place (GrowingLayer) instead of by torch.cat;
+    `max_len` (prompt + new tokens, when known) sizes each layer's buffer once, so it never holds more than the
+    sequence can reach (without it the buffer doubles when full: up to 2x the memory).
 
     transformers' DynamicLayer appends each new token with torch.cat, which copies the whole cache of every layer
-    at every decoding step: O(T^2) bytes copied per sequence, 17 % of a 64-token CPU generation of 32 rows in
-    the bench's profile (bench/README.md). Same keys and values, same attention, same samples; generation only
+    at every decoding step: O(T^2) bytes copied per sequence, 17 % of a 32-token CPU generation of 32 rows in
+    a profile (bench/README.md). Same keys and values, same attention, same samples; generation only
     (it writes into its buffer in place, which autograd could not differentiate: training keeps DynamicCache).
 
     >>> model, tokenizer = tiny_model()
@@ -395,7 +397,7 @@ def kv_cache(model):
 
     cache = DynamicCache(config=model.config)
     growing = _growing_layer_class()
-    cache.layers = [growing() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    cache.layers = [growing(max_len) if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
 
 
@@ -411,13 +413,17 @@ def _growing_layer_class():
         each cached position is copied O(1) times on average. A step that replaced self.keys (cache.batch_repeat_
         interleave / batch_select_indices / crop) is noticed by identity and starts a new buffer from it."""
 
+        def __init__(self, max_len: int | None = None):
+            super().__init__()
+            self.max_len = max_len                                               # None: double when full
+
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             old = self.keys.shape[-2] if self.keys.numel() else 0
             new = old + key_states.shape[-2]
             if getattr(self, "_view", None) is not self.keys or self._keys.shape[-2] < new:
-                room = new + max(new, 64)                                       # double (at least 64 free)
+                room = max(new, self.max_len) if self.max_len else new + max(new, 64)   # or double (>= 64 free)
                 keys = key_states.new_empty(*key_states.shape[:2], room, key_states.shape[-1])
                 values = value_states.new_empty(*value_states.shape[:2], room, value_states.shape[-1])
                 if old:
@@ -432,11 +438,11 @@ def _growing_layer_class():
 
 
 @torch.no_grad()
-def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_len: int | None = None):
     """KV cache of left-padded prompts (B, P), with the position ids `model.generate` would use (the count of
     real tokens before each one), so that generation can continue from it as if it had encoded them itself."""
     position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)      # (B, P)
-    cache = kv_cache(model)
+    cache = kv_cache(model, max_len)
     model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
           use_cache=True, logits_to_keep=1)
     return cache
@@ -510,14 +516,14 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
                                        for b in chunk])
         copies = n if temperature > 0 else 1  # greedy: the n samples are identical, so decode once
         input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
-        cache = kv_cache(model)                                                     # empty: model.generate fills it
+        cache = kv_cache(model, max_len=width + max_new_tokens)                     # empty: model.generate fills it
         shared = copies > 1 and width > 1
         if shared:
             # The n samples of a prompt share its prefix: encode the prompt once, then give each sample a copy
             # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
             # Fusion prompts of ~400 tokens, most of the generation FLOPs). The samples are the same as with
             # num_return_sequences: same logits, same random draws (tests/test_llm.py checks it).
-            cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1])
+            cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=width + max_new_tokens)
             cache.batch_repeat_interleave(copies)
             input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (len(chunk)*copies, P)
             attention_mask = attention_mask.repeat_interleave(copies, dim=0)

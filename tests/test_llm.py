@@ -120,6 +120,13 @@ def test_growing_kv_cache_continues_like_one_full_forward_across_reallocations_a
     assert type(layer).__name__ == "GrowingLayer" and layer.keys.shape[-2] == 150
     assert layer._keys.shape[-2] > 150 and layer.keys.data_ptr() == layer._keys.data_ptr()     # a view, room left
     torch.testing.assert_close(step, full[[0, 3]], atol=1e-5, rtol=1e-4)
+    sized = llm.kv_cache(model, max_len=150)                       # generate() knows prompt + new tokens: no doubling
+    with torch.no_grad():
+        model(input_ids=ids[:, :100], past_key_values=sized, use_cache=True)
+        for t in range(100, 150):
+            model(input_ids=ids[:, t:t + 1], past_key_values=sized, use_cache=True,
+                  position_ids=torch.full((2, 1), t))
+    assert sized.layers[0]._keys.shape[-2] == 150 and sized.layers[0].keys.shape[-2] == 150
 
 
 def test_completion_ids_score_like_the_model(tiny):
