@@ -416,13 +416,14 @@ def _growing_layer_class():
         def __init__(self, max_len: int | None = None):
             super().__init__()
             self.max_len = max_len                                               # None: double when full
+            self._keys = self._values = self._view = None                        # buffer [B, h, room, d], its view
 
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             old = self.keys.shape[-2] if self.keys.numel() else 0
             new = old + key_states.shape[-2]
-            if getattr(self, "_view", None) is not self.keys or self._keys.shape[-2] < new:
+            if self._view is not self.keys or self._keys.shape[-2] < new:
                 room = max(new, self.max_len) if self.max_len else new + max(new, 64)   # or double (>= 64 free)
                 keys = key_states.new_empty(*key_states.shape[:2], room, key_states.shape[-1])
                 values = value_states.new_empty(*value_states.shape[:2], room, value_states.shape[-1])
@@ -516,17 +517,19 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
                                        for b in chunk])
         copies = n if temperature > 0 else 1  # greedy: the n samples are identical, so decode once
         input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
-        cache = kv_cache(model, max_len=width + max_new_tokens)                     # empty: model.generate fills it
+        max_len = width + max_new_tokens                                            # what the cache can reach
         shared = copies > 1 and width > 1
         if shared:
             # The n samples of a prompt share its prefix: encode the prompt once, then give each sample a copy
             # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
             # Fusion prompts of ~400 tokens, most of the generation FLOPs). The samples are the same as with
             # num_return_sequences: same logits, same random draws (tests/test_llm.py checks it).
-            cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=width + max_new_tokens)
+            cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=max_len)
             cache.batch_repeat_interleave(copies)
             input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (len(chunk)*copies, P)
             attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+        else:
+            cache = kv_cache(model, max_len)                                        # empty: model.generate fills it
         config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
                                    num_return_sequences=1 if shared else copies)
         with own_generation_config(model, config):

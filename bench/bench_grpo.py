@@ -338,7 +338,7 @@ def grpo_table(results: dict) -> list[str]:
              "GFLOP/step (useful) | GFLOP/s | % of matmul rate | peak RSS MB | trained rows / "
              f"{results['config']['num_questions'] * results['config']['num_generations']} | ref rows |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key, pair in results["grpo"].items():
+    for pair in results["grpo"].values():
         workload, beta = pair["workload"], pair["beta"]
         for s in (pair["ours"], pair["trl"]):
             lines.append(f"| {s['label'].split('-')[0]} | {workload} | {beta:g} | {fmt(s['wall_s'])} | "
@@ -358,15 +358,15 @@ def phase_table(results: dict) -> list[str]:
              "backward | clip + optimizer | other | gen padding | train padding | grader calls | generation % of "
              "matmul rate | training % of matmul rate |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key, pair in results["grpo"].items():
+    for pair in results["grpo"].values():
         for s in (pair["ours"], pair["trl"]):
             p = s["phases_s"]
             lines.append(f"| {s['label'].split('-')[0]} | {pair['workload']} | {pair['beta']:g} | " +
                          " | ".join(fmt(p.get(k)) for k in ("generation", "reward", "logps_grad", "logps_nograd",
                                                             "backward", "optimizer", "other")) +
                          f" | {fmt(100 * s['gen_padding'], '.0f')}% | {fmt(100 * s['train_padding'], '.0f')}% | "
-                         f"{fmt(s['reward_calls'], '.0f')} | {fmt(100 * s.get('gen_share', float('nan')))} | "
-                         f"{fmt(100 * s.get('train_share', float('nan')))} |")
+                         f"{fmt(s['reward_calls'], '.0f')} | {fmt(100 * s['gen_share'])} | "
+                         f"{fmt(100 * s['train_share'])} |")
     return lines
 
 
@@ -450,7 +450,10 @@ def report(folder: Path) -> str:
     """Re-summarize and re-render a finished run's results.json (new columns need no new run)."""
     results = json.loads((folder / "results.json").read_text())
     peak = results["matmul"]["peak_gflops"]
-    redo = lambda s, impl: summarize(Saved(s, impl), peak) | Saved(s, impl).profile          # noqa: E731
+
+    def redo(summary: dict, impl: str) -> dict:
+        saved = Saved(summary, impl)
+        return summarize(saved, peak) | saved.profile
     for pair in results["grpo"].values():
         pair["ours"], pair["trl"] = redo(pair["ours"], "ours"), redo(pair["trl"], "trl")
     if results.get("ilr"):
@@ -494,10 +497,8 @@ def main(argv=None):
     if argv[:1] == ["--report"]:                     # bench_grpo.py --report bench/results/<run>: re-render only
         print(report(Path(argv[1])))
         return None
-    if argv[:1] == ["--shape-rate"]:                 # bench_grpo.py --shape-rate THREADS [TOKENS]: that rate alone
-        print(shape_rate([int(n) for n in (argv[2] if len(argv) > 2 else "256,512,2048").split(",")], int(argv[1])))
-        return None
     cfg = parse_args(argv)
+    runs = parse_runs(cfg.runs)                      # a bad --runs stops here, before any measuring
     out = Path(cfg.out or HERE / "results" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
     logfile = open(out / "bench.log", "a")
@@ -517,7 +518,6 @@ def main(argv=None):
     results["shape_rate"] = shape_rate([int(n) for n in cfg.shape_tokens.split(",")], cfg.threads)
     log(f"[bench] GFLOP/s of the model's own matmul shapes, by tokens per forward: {results['shape_rate']}")
     peak = results["matmul"]["peak_gflops"]
-    runs = parse_runs(cfg.runs)
     ilr_done = False
     for index, (workload, beta) in enumerate(runs):
         tag = f"{workload}-b{beta:g}"

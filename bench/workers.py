@@ -127,11 +127,10 @@ class Meter:
         self.counts[f"{key}_flops"] += (3 if grad else 1) * flops
         del torch
 
-    def count_shared_prefix(self, input_ids, attention_mask, logits_to_keep: int, grad: bool):
+    def count_shared_prefix(self, input_ids, attention_mask, logits_to_keep: int, first_row, grad: bool):
         """Real tokens, slots and FLOPs of one grpo.shared_prefix_logps call that shares (no fall-back): the U
-        distinct prompts once, then every row's completion tokens but the last on its prompt's KV cache."""
-        import grpo
-        first_row, _ = grpo.prompt_groups(input_ids, attention_mask, logits_to_keep)         # [U]
+        distinct prompts (first_row [U], from grpo.prompt_groups) once, then every row's completion tokens but the
+        last on its prompt's KV cache."""
         P = input_ids.shape[1] - logits_to_keep
         prompt_real = attention_mask[first_row, :P].sum(-1).double()             # [U]
         row_prompt = attention_mask[:, :P].sum(-1).double()                      # [n]
@@ -311,10 +310,15 @@ def ours_worker(cfg: dict, method: str):
     emit("DONE", peak_rss_mb=round(peak_rss_mb(), 1))
 
 
+def length_reward(text: str) -> float:
+    """The `length` workload's reward of one completion (both implementations): characters / 100."""
+    return len(text) / 100
+
+
 def length_rewards(groups):
-    """The `length` workload's rewards [num_groups, G]: characters / 100 of each completion."""
+    """Ours' rewards [num_groups, G] for the `length` workload (ilr.group_rewards' signature)."""
     import torch
-    return torch.tensor([[len(t) / 100 for t in g.texts] for g in groups])
+    return torch.tensor([[length_reward(t) for t in g.texts] for g in groups])
 
 
 def _counting_shared(shared_prefix_logps):
@@ -328,7 +332,8 @@ def _counting_shared(shared_prefix_logps):
     def wrapper(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         first_row, prompt_of_row = grpo.prompt_groups(input_ids, attention_mask, logits_to_keep)
         if len(first_row) < len(prompt_of_row) and not grpo.uses_checkpointing(model):
-            METER.count_shared_prefix(input_ids, attention_mask, logits_to_keep, grad=torch.is_grad_enabled())
+            METER.count_shared_prefix(input_ids, attention_mask, logits_to_keep, first_row,
+                                      grad=torch.is_grad_enabled())
         return shared_prefix_logps(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
     return wrapper
 
@@ -373,7 +378,7 @@ def trl_worker(cfg: dict):
         """The same reward as ours: ilr.answer_reward (grader + format term) on the completion text, or for the
         `length` workload characters / 100 (as ours' length_rewards)."""
         if cfg["workload"] == "length":
-            return [len(c[0]["content"]) / 100 for c in completions]
+            return [length_reward(c[0]["content"]) for c in completions]
         return [ilr.answer_reward(c[0]["content"], by_id[i], cfg["format_reward"]) for c, i in
                 zip(completions, record_id)]
 

@@ -72,7 +72,6 @@ def test_last_number_fallback_only_for_plain_number_benchmarks():
     assert extract_answer(text) == (None, "none")
 
 
-
 def test_answer_is_strips_full_stops_and_dollars_but_not_a_final_capital_x():
     """Mutation extract_answer 31: rstrip("XX.XX") also ate a final X ('2X' -> '2', 'X' -> no answer)."""
     assert extract_answer("So the answer is 2X.") == ("2X", "answer_is")
@@ -84,6 +83,7 @@ def test_last_number_keeps_a_leading_decimal_point():
     """Mutation extract_answer 39: lstrip(".") read '.5' as 5."""
     assert extract_answer("Each cup holds .5 liters", "gsm8k") == (".5", "last_number")
     assert extract_answer("It costs 1,234.", "gsm8k") == ("1234", "last_number")
+
 
 # ---------------------------------------------------------------------------------------------- equivalence
 
