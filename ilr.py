@@ -131,6 +131,22 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     torch_dtype: str = field(default="float32", metadata={"help": "dtype of the loaded weights: 'float32' (the "
                              "master weights of mixed precision) or 'bfloat16' (pure bf16 weights and AdamW states: "
                              "half the memory, but most updates at lr 1e-6 round away; prints a warning)"})
+    # --- adapters (LoRA / QLoRA, TRL's ModelConfig names) and the optimizer (HF Trainer's `optim`)
+    use_peft: bool = field(default=False, metadata={"help": "train a LoRA adapter per agent instead of the whole "
+                           "model; agents with the same model share ONE frozen base; the reference (beta > 0) is "
+                           "the base with adapters disabled (no second copy)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank r (use_peft)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha: the update is (alpha / r) B A"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA branch's input (TRL's default)"})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "layers that get an adapter: "
+                                     "'all-linear' (every linear layer of the blocks, MLP included; not the output "
+                                     "head) or comma-separated module names, e.g. 'q_proj,v_proj'"})
+    load_in_4bit: bool = field(default=False, metadata={"help": "QLoRA: the frozen base in 4-bit NF4 "
+                               "(bitsandbytes); needs --use_peft"})
+    optim: str = field(default="adamw_torch", metadata={"help": "optimizer: 'adamw_torch' (fp32 states, 8 B per "
+                       "trained parameter) or 'adamw_8bit' (bitsandbytes' 8-bit AdamW states, 2 B per parameter)"})
+    dry_run: bool = field(default=False, metadata={"help": "print the memory plan of this run (per phase, per "
+                          "card size) from the models' configs, without loading any weights, and exit"})
     # --- evaluation (each agent alone, after training)
     eval_benchmarks: str = field(default="synthetic", metadata={"help": "comma-separated benchmarks"})
     eval_limit: int = field(default=50, metadata={"help": "questions per benchmark (0 = all)"})
@@ -181,6 +197,7 @@ class ConfigError(ValueError):
 # Benchmarks that have a training split (data.load_benchmark(split="train")). Every other one is a test set:
 # training on it would report a contaminated score, so it is refused unless --allow_test_training says so.
 TRAIN_SPLITS = ("synthetic", "ladder", "gsm8k", "math")
+OPTIMIZERS = ("adamw_torch", "adamw_8bit")   # HF Trainer's `optim` names we implement
 MAX_AGENTS = 99     # idea3.stage_seed gives each stage 100 seeds, one per agent: agents 0..99 never collide
 
 
@@ -276,6 +293,16 @@ def check_config(cfg: Config) -> None:
     positive("micro_batch_size", "max_completion_length", "peer_token_budget")
     need(cfg.temperature > 0, f"--temperature must be > 0: training samples G different answers (got "
                               f"{cfg.temperature})")
+    # --- adapters and optimizer
+    positive("lora_r", "lora_alpha")
+    need(0.0 <= cfg.lora_dropout < 1.0, f"--lora_dropout must be in [0, 1), got {cfg.lora_dropout}")
+    targets = [t.strip() for t in cfg.lora_target_modules.split(",")]
+    need(all(t and t.replace("_", "").replace(".", "").replace("-", "").isalnum() for t in targets),
+         f"--lora_target_modules must be 'all-linear' or comma-separated module names, got "
+         f"{cfg.lora_target_modules!r}")
+    need(not cfg.load_in_4bit or cfg.use_peft, "--load_in_4bit needs --use_peft: a 4-bit base cannot be trained "
+                                               "itself, only adapters on it (QLoRA)")
+    need(cfg.optim in OPTIMIZERS, f"--optim must be one of {', '.join(OPTIMIZERS)}, got {cfg.optim!r}")
     # --- evaluation
     need(cfg.eval_limit >= 0, f"--eval_limit must be >= 0 (0 = all), got {cfg.eval_limit}")
     positive("eval_max_new_tokens")

@@ -71,12 +71,19 @@ BAD_SETTINGS = [
     (["--log_transcript_steps", "0"], "--log_transcript_steps must be >= 1"),
     (["--batch_size", "0"], "--batch_size must be >= 1"),
     (["--seed", "-1"], "--seed must be >= 0"),
+    (["--lora_r", "0"], "--lora_r must be >= 1"),
+    (["--lora_alpha", "0"], "--lora_alpha must be >= 1"),
+    (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1)"),
+    (["--lora_target_modules", "q_proj,,v_proj"], "--lora_target_modules must be 'all-linear' or"),
+    (["--load_in_4bit"], "--load_in_4bit needs --use_peft"),
+    (["--optim", "sgd"], "--optim must be one of adamw_torch, adamw_8bit"),
     (["--difficulty", "guess"], "--difficulty must be one of self_rank, level"),
     (["--difficulty", "level", "--train_data", "gsm8k"], "--difficulty level needs training questions with a known"),
     (["--train_data", "ladder", "--train_levels", "1,6"], "--train_levels for the ladder must be among 1,2,3,4,5"),
 ]
 BOOLEAN_FIELDS = {"calibration", "gradient_checkpointing", "eval_base", "allow_test_training",
-                  "use_bias_correction_kl", "skip_zero_advantage_kl_approx", "shared_prefix"}  # argparse: on|off
+                  "use_bias_correction_kl", "skip_zero_advantage_kl_approx", "shared_prefix", "use_peft",
+                  "load_in_4bit", "dry_run"}  # argparse: on|off
 
 
 @pytest.mark.parametrize("args,message", BAD_SETTINGS)
