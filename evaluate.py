@@ -65,6 +65,7 @@ from __future__ import annotations
 import ast
 import atexit
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -922,6 +923,60 @@ def load_records(name: str, cfg: EvalConfig) -> list[dict]:
     return records
 
 
+# The settings that shape a row of <out>/<benchmark>.jsonl. Rows written under other settings (another model,
+# answer length, sampling, sandbox) are another experiment: --resume continues a file only if all of these are the
+# same, as recorded in <benchmark>.settings.json beside it. The values of these are hashes, shown without them.
+HASHED_SETTINGS = ("--model's files", "questions (--benchmarks, --limit, --data-dir, --data-file)",
+                   "prompt (evaluate.PROMPTS)")
+
+
+def short_hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_identity(name: str) -> str:
+    """Which weights --model names: for a local folder the hash of its files (a folder trained further, or
+    another agent's folder, is another model), read from its checksums.json when it has one (llm.load_model
+    checks that list against the files); a Hub id or 'tiny' by its name."""
+    import llm
+
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return name
+    listed = folder / llm.CHECKSUMS
+    return short_hash(json.loads(listed.read_text()) if listed.is_file() else llm.file_checksums(folder))
+
+
+def row_settings(cfg: EvalConfig, records: Sequence[dict]) -> dict:
+    """What one benchmark's rows depend on, keyed by the option that sets it (JSON values, as read back)."""
+    model, questions, prompt = HASHED_SETTINGS
+    settings = {} if cfg.oracle else {"--model": cfg.model, model: model_identity(cfg.model)}
+    settings |= {"--oracle": cfg.oracle, prompt: short_hash(PROMPTS),
+                 questions: short_hash([[r["id"], r["question"], r["answer"]] for r in records]),
+                 "--max-new-tokens": cfg.max_new_tokens, "--samples": cfg.samples,
+                 "--temperature": cfg.temperature, "--top-p": cfg.top_p, "--seed": cfg.seed,
+                 "--timeout": cfg.timeout, "--memory-mb": cfg.memory_mb}
+    return json.loads(json.dumps(settings))
+
+
+def check_resume(path: Path, settings: dict) -> None:
+    """--resume: refuse, in one line naming the setting, to add rows to `path` under other settings than the
+    rows it holds (its .settings.json); a file without rows has nothing to mix with."""
+    if not (path.is_file() and path.stat().st_size):
+        return
+    stamp = path.with_suffix(".settings.json")
+    try:
+        there = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        raise ResultsError(f"--resume {path}: no readable {stamp.name} beside it to say which settings wrote its "
+                           f"rows (an older evaluate.py?); use another --out") from None
+    for key, value in settings.items():
+        if there.get(key) != value:
+            values = "" if key in HASHED_SETTINGS else f" ({there.get(key)!r} there, {value!r} now)"
+            raise ResultsError(f"--resume {path}: {key} differs from the rows already there{values}; use the "
+                               f"same settings, or another --out")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """The command line; a bad setting, data file, results file or model is one line (exit 2), no traceback."""
     import data
@@ -944,6 +999,15 @@ def evaluate_main(argv: Sequence[str] | None) -> dict:
     tag = f"oracle-{cfg.oracle}" if cfg.oracle else re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model)
     out = Path(cfg.out or Path("results") / f"eval-{tag}")
     records = {name: load_records(name, cfg) for name in names}       # every data error before the model loads
+    settings = {name: row_settings(cfg, records[name]) for name in names}
+    for name in names:                                                # every --resume mismatch, too
+        if cfg.resume:
+            check_resume(out / f"{name}.jsonl", settings[name])
+    for name in names:                                                # a file about to start: record its settings
+        path = out / f"{name}.jsonl"
+        if not (path.is_file() and path.stat().st_size):
+            out.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".settings.json").write_text(json.dumps(settings[name], indent=1))
     model = tokenizer = None
     if not cfg.oracle:
         import torch
