@@ -561,6 +561,21 @@ def raise_interrupted(signum, frame):
     raise Interrupted
 
 
+def write_errors() -> tuple:
+    """What a full disk (or another write fault) raises while saving: OSError, torch.save's RuntimeError and
+    safetensors' SafetensorError (neither of the last two carries an errno)."""
+    import safetensors
+    return OSError, RuntimeError, safetensors.SafetensorError
+
+
+def write_failed(e: Exception, folder: Path, run: Path, what: str) -> RunDirError:
+    """One line for a save into `folder` that failed: the reason, the free space (the usual cause), what to do."""
+    reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:100]
+    return RunDirError(f"{folder}: could not write {what} ({reason}; {shutil.disk_usage(run).free // 2**20} MB "
+                       f"free on that disk); the last checkpoint is intact: free space, then continue with "
+                       f"python ilr.py --resume {run}")
+
+
 def check_output_dir(run: Path) -> None:
     """One line, before anything is written, if a file stands where the run directory or a folder above it
     should be (mkdir would raise FileExistsError or NotADirectoryError)."""
@@ -612,12 +627,8 @@ def save_checkpoint(run: Path, agents: list[Agent], step: int, settings: dict | 
         llm.write_checksums(tmp)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, (OSError, RuntimeError)):  # torch.save reports a full disk as RuntimeError, without errno
-            raise RunDirError(f"{tmp}: could not write the checkpoint of step {step} "
-                              f"({getattr(e, 'strerror', None) or str(e).splitlines()[0][:80]}; "
-                              f"{shutil.disk_usage(run).free // 2**20} MB free on that disk); the previous "
-                              f"checkpoint is intact: free space, then continue with python ilr.py --resume {run}"
-                              ) from None
+        if isinstance(e, write_errors()):
+            raise write_failed(e, tmp, run, f"the checkpoint of step {step}") from None
         raise
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -721,8 +732,10 @@ def save_final(run: Path, agents: list[Agent]) -> None:
             a.model.save_pretrained(tmp)
             a.tokenizer.save_pretrained(tmp)
             llm.write_checksums(tmp)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, write_errors()):
+                raise write_failed(e, tmp, run, f"trained agent {i}") from None
             raise
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -204,13 +205,53 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_previous_chec
     with pytest.raises(SystemExit) as e:
         ilr.main(["--resume", str(run_copy), "--max_steps", "2"])
     one_line_error(capsys, e, f"{run_copy / 'checkpoint.tmp'}: could not write the checkpoint of step 2",
-                   "MB free on that disk", "the previous checkpoint is intact",
+                   "MB free on that disk", "the last checkpoint is intact",
                    f"continue with python ilr.py --resume {run_copy}")
     assert not (run_copy / "checkpoint.tmp").exists() and not (run_copy / "lock").exists()
     assert files(run_copy / "checkpoint") == before and llm.verify_checksums(run_copy / "checkpoint")
     monkeypatch.undo()
     ilr.main(["--resume", str(run_copy), "--max_steps", "2"])   # space again: the run goes on from step 1
     assert ilr.checkpoint_step(run_copy / "checkpoint") == 2
+
+
+def size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size) -> a fresh tmpfs of `size` bytes: a real full disk (root only; skipped elsewhere)."""
+    mounted = []
+
+    def mount(size_bytes):
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes // 1024}k", "tmpfs", str(where)],
+                              capture_output=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()[:80]})")
+        mounted.append(where)
+        return where
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)   # torch may still hold a deleted file
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "final"])
+def test_a_real_full_disk_is_one_line_and_leaves_nothing_half_written(finished, small_disk, capsys, what):
+    """On a tmpfs with room for the run and half of the next save: torch.save and safetensors fail with their own
+    errors (no errno); one line, the half-written folder removed, the checkpoint as it was."""
+    rest = size(finished) - size(finished / "final")
+    disk = small_disk(rest + size(finished / what) // 2 + 2**20)
+    run = disk / "run"
+    shutil.copytree(finished, run, ignore=lambda d, names: ["final"] if d == str(finished) else [])
+    before = files(run / "checkpoint")
+    with pytest.raises(SystemExit) as e:                         # "checkpoint": step 2 is saved; "final": only
+        ilr.main(["--resume", str(run)] + (["--max_steps", "2"] if what == "checkpoint" else []))  # the models
+    line = one_line_error(capsys, e, "could not write", "MB free on that disk", "the last checkpoint is intact")
+    assert line.startswith(f"ilr.py: error: {run / what}")
+    assert files(run / "checkpoint") == before and llm.verify_checksums(run / "checkpoint")
+    assert not [p for p in run.rglob("*.tmp")]
 
 
 def test_a_read_only_output_directory_is_one_line(tmp_path, capsys, monkeypatch):
