@@ -923,45 +923,37 @@ def load_records(name: str, cfg: EvalConfig) -> list[dict]:
     return records
 
 
-# The settings that shape a row of <out>/<benchmark>.jsonl. Rows written under other settings (another model,
-# answer length, sampling, sandbox) are another experiment: --resume continues a file only if all of these are the
-# same, as recorded in <benchmark>.settings.json beside it. The values of these are hashes, shown without them.
-HASHED_SETTINGS = ("--model's files", "questions (--benchmarks, --limit, --data-dir, --data-file)",
-                   "prompt (evaluate.PROMPTS)")
-
-
-def short_hash(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+# What shapes a row of <out>/<benchmark>.jsonl besides its question: rows written under other settings (another
+# model, answer length, sampling, sandbox) are another experiment, so --resume continues a file only if these are
+# the same as recorded in <benchmark>.settings.json beside it. The question and prompt of each row are compared with
+# the records themselves (`check_resume`), so --limit may grow: the rows of the questions both runs share are equal.
+MODEL_FILES = "--model's files"         # a hash, shown without its value
 
 
 def model_identity(name: str) -> str:
-    """Which weights --model names: for a local folder the hash of its files (a folder trained further, or
-    another agent's folder, is another model), read from its checksums.json when it has one (llm.load_model
-    checks that list against the files); a Hub id or 'tiny' by its name."""
+    """Which weights --model names: for a local folder a hash of its files (a folder trained further, or another
+    agent's folder under the same name, is another model); a Hub id or 'tiny' by its name."""
     import llm
 
     folder = Path(name).expanduser()
     if not folder.is_dir():
         return name
-    listed = folder / llm.CHECKSUMS
-    return short_hash(json.loads(listed.read_text()) if listed.is_file() else llm.file_checksums(folder))
+    return hashlib.sha256(json.dumps(llm.file_checksums(folder)).encode()).hexdigest()[:16]
 
 
-def row_settings(cfg: EvalConfig, records: Sequence[dict]) -> dict:
-    """What one benchmark's rows depend on, keyed by the option that sets it (JSON values, as read back)."""
-    model, questions, prompt = HASHED_SETTINGS
-    settings = {} if cfg.oracle else {"--model": cfg.model, model: model_identity(cfg.model)}
-    settings |= {"--oracle": cfg.oracle, prompt: short_hash(PROMPTS),
-                 questions: short_hash([[r["id"], r["question"], r["answer"]] for r in records]),
-                 "--max-new-tokens": cfg.max_new_tokens, "--samples": cfg.samples,
+def row_settings(cfg: EvalConfig) -> dict:
+    """What every row of a results file depends on, keyed by the option that sets it (JSON values, as read back)."""
+    settings = {} if cfg.oracle else {"--model": cfg.model, MODEL_FILES: model_identity(cfg.model)}
+    settings |= {"--oracle": cfg.oracle, "--max-new-tokens": cfg.max_new_tokens, "--samples": cfg.samples,
                  "--temperature": cfg.temperature, "--top-p": cfg.top_p, "--seed": cfg.seed,
                  "--timeout": cfg.timeout, "--memory-mb": cfg.memory_mb}
     return json.loads(json.dumps(settings))
 
 
-def check_resume(path: Path, settings: dict) -> None:
-    """--resume: refuse, in one line naming the setting, to add rows to `path` under other settings than the
-    rows it holds (its .settings.json); a file without rows has nothing to mix with."""
+def check_resume(path: Path, settings: dict, records: Sequence[dict]) -> None:
+    """--resume: refuse, in one line, to add rows to `path` under other settings than its rows were written with
+    (its .settings.json), or when a row's question, prompt or gold answer is not the current record's. A file
+    without rows has nothing to mix with."""
     if not (path.is_file() and path.stat().st_size):
         return
     stamp = path.with_suffix(".settings.json")
@@ -972,9 +964,16 @@ def check_resume(path: Path, settings: dict) -> None:
                            f"rows (an older evaluate.py?); use another --out") from None
     for key, value in settings.items():
         if there.get(key) != value:
-            values = "" if key in HASHED_SETTINGS else f" ({there.get(key)!r} there, {value!r} now)"
+            values = "" if key == MODEL_FILES else f" ({there.get(key)!r} there, {value!r} now)"
             raise ResultsError(f"--resume {path}: {key} differs from the rows already there{values}; use the "
                                f"same settings, or another --out")
+    by_id = {r["id"]: r for r in records}
+    for row in read_results(path):                   # rows beyond a smaller --limit are kept, not counted
+        record = by_id.get(row["id"])
+        if record is not None and [row.get("prompt"), row.get("gold")] != json.loads(json.dumps(
+                [test_prompt(record), record["answer"]])):    # compared as the row reads back from JSON
+            raise ResultsError(f"--resume {path}: the question, prompt or answer of item {row['id']!r} is not the "
+                               f"one its row was written for (another data file or prompt?); use another --out")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -999,15 +998,15 @@ def evaluate_main(argv: Sequence[str] | None) -> dict:
     tag = f"oracle-{cfg.oracle}" if cfg.oracle else re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model)
     out = Path(cfg.out or Path("results") / f"eval-{tag}")
     records = {name: load_records(name, cfg) for name in names}       # every data error before the model loads
-    settings = {name: row_settings(cfg, records[name]) for name in names}
+    settings = row_settings(cfg)
     for name in names:                                                # every --resume mismatch, too
         if cfg.resume:
-            check_resume(out / f"{name}.jsonl", settings[name])
+            check_resume(out / f"{name}.jsonl", settings, records[name])
     for name in names:                                                # a file about to start: record its settings
         path = out / f"{name}.jsonl"
         if not (path.is_file() and path.stat().st_size):
             out.mkdir(parents=True, exist_ok=True)
-            path.with_suffix(".settings.json").write_text(json.dumps(settings[name], indent=1))
+            path.with_suffix(".settings.json").write_text(json.dumps(settings, indent=1))
     model = tokenizer = None
     if not cfg.oracle:
         import torch

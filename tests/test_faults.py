@@ -90,16 +90,23 @@ def test_evaluate_resume_refuses_another_model_or_max_tokens_in_one_line(tmp_pat
     assert (out / "synthetic.jsonl").read_bytes() == rows       # nothing added
 
 
-def test_evaluate_resume_under_the_same_settings_continues(tmp_path):
+def test_evaluate_resume_continues_the_same_questions_and_refuses_other_ones(tmp_path, capsys):
+    rows = [{"question": f"What is {a} + {b}?", "answer": f"#### {a + b}"} for a, b in [(1, 2), (3, 4), (5, 6)]]
+    data_file = tmp_path / "gsm8k.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    common = ["--model", "tiny", "--benchmarks", "synthetic", "--max-new-tokens", "2", "--out", str(out), "--quiet"]
+    common = ["--oracle", "gold", "--benchmarks", "gsm8k", "--data-file", str(data_file), "--out", str(out)]
     evaluate.main(common + ["--limit", "1"])
-    settings = json.loads((out / "synthetic.settings.json").read_text())
-    assert settings["--max-new-tokens"] == 2 and settings["--model"] == "tiny"
-    with pytest.raises(SystemExit):                              # --limit changes the questions: refused
-        evaluate.main(common + ["--limit", "2", "--resume"])
-    evaluate.main(common + ["--limit", "1", "--resume"])         # the same: accepted, nothing new to do
-    assert len((out / "synthetic.jsonl").read_text().splitlines()) == 1
+    assert json.loads((out / "gsm8k.settings.json").read_text())["--oracle"] == "gold"
+    grown = evaluate.main(common + ["--limit", "2", "--resume"])     # more of the same questions: continued
+    assert grown["benchmarks"]["gsm8k"]["items"] == 2 and grown["benchmarks"]["gsm8k"]["new_items"] == 1
+    rows[1]["question"] = "What is 30 + 4?"                      # the same item, another question
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(common + ["--resume"])
+    one_line_error(capsys, e, f"--resume {out / 'gsm8k.jsonl'}: the question, prompt or answer of item '1' is not "
+                              f"the one its row was written for")
+    assert len((out / "gsm8k.jsonl").read_text().splitlines()) == 2
 
 
 # ---- 2) checksums: a flipped byte in any checkpoint or final file is refused, naming the file ----
