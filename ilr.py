@@ -770,7 +770,10 @@ def lock_run(run: Path) -> Path:
     as `lock` (os.link fails if `lock` exists, as O_EXCL does). Created empty and written after, an empty lock
     would count as stale, and a second process arriving in between would take over a live run."""
     lock = run / "lock"
-    fd, aside = tempfile.mkstemp(dir=run, prefix=".lock-")
+    try:
+        fd, aside = tempfile.mkstemp(dir=run, prefix=".lock-")
+    except OSError as e:                        # read-only, full: name the lock, not the temporary name
+        raise OSError(e.errno, e.strerror, str(lock)) from None
     try:
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))

@@ -278,10 +278,10 @@ def test_a_read_only_output_directory_is_one_line(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(os, "open", refuse(real_open))
     monkeypatch.setattr(os, "mkdir", refuse(real_mkdir))
     monkeypatch.setattr(ilr, "make_agents", lambda cfg: pytest.fail("a model was loaded"))
-    for out in (ro, ro / "new"):                                 # the folder itself, or one to create in it
+    for out, named in [(ro, ro / "lock"), (ro / "new", ro / "new")]:   # the folder, or one to create in it
         with pytest.raises(SystemExit) as e:
             ilr.main(FAST + ["--output_dir", str(out)])
-        one_line_error(capsys, e, "Read-only file system; choose a writable --output_dir")
+        one_line_error(capsys, e, f"{named}: Read-only file system; choose a writable --output_dir")
     assert list(ro.iterdir()) == []
 
 
