@@ -932,13 +932,19 @@ MODEL_FILES = "--model's files"         # a hash, shown without its value
 
 def model_identity(name: str) -> str:
     """Which weights --model names: for a local folder a hash of its files (a folder trained further, or another
-    agent's folder under the same name, is another model); a Hub id or 'tiny' by its name."""
+    agent's folder under the same name, is another model); a Hub id or 'tiny' by its name. A folder with a
+    checksums.json (ilr.py's final/agent{i}/) is named by that list, which llm.load_model then checks against the
+    files: they are read once, not twice."""
     import llm
 
     folder = Path(name).expanduser()
     if not folder.is_dir():
         return name
-    return hashlib.sha256(json.dumps(llm.file_checksums(folder)).encode()).hexdigest()[:16]
+    try:
+        sums = json.loads((folder / llm.CHECKSUMS).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):   # none (or damaged: load_model will say so)
+        sums = llm.file_checksums(folder)
+    return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def row_settings(cfg: EvalConfig) -> dict:
