@@ -65,6 +65,7 @@ from __future__ import annotations
 import ast
 import atexit
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -922,6 +923,65 @@ def load_records(name: str, cfg: EvalConfig) -> list[dict]:
     return records
 
 
+# What shapes a row of <out>/<benchmark>.jsonl besides its question: rows written under other settings (another
+# model, answer length, sampling, sandbox) are another experiment, so --resume continues a file only if these are
+# the same as recorded in <benchmark>.settings.json beside it. The question and prompt of each row are compared with
+# the records themselves (`check_resume`), so --limit may grow: the rows of the questions both runs share are equal.
+MODEL_FILES = "--model's files"         # a hash, shown without its value
+
+
+def model_identity(name: str) -> str:
+    """Which weights --model names: for a local folder a hash of its files (a folder trained further, or another
+    agent's folder under the same name, is another model); a Hub id or 'tiny' by its name. A folder with a
+    checksums.json (ilr.py's final/agent{i}/) is named by that list, which llm.load_model then checks against the
+    files: they are read once, not twice."""
+    import llm
+
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return name
+    try:
+        sums = json.loads((folder / llm.CHECKSUMS).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):   # none (or damaged: load_model will say so)
+        sums = llm.file_checksums(folder)
+    return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def row_settings(cfg: EvalConfig) -> dict:
+    """What every row of a results file depends on, keyed by the option that sets it (JSON values, as read back)."""
+    settings = {} if cfg.oracle else {"--model": cfg.model, MODEL_FILES: model_identity(cfg.model)}
+    settings |= {"--oracle": cfg.oracle, "--max-new-tokens": cfg.max_new_tokens, "--samples": cfg.samples,
+                 "--temperature": cfg.temperature, "--top-p": cfg.top_p, "--seed": cfg.seed,
+                 "--timeout": cfg.timeout, "--memory-mb": cfg.memory_mb}
+    return json.loads(json.dumps(settings))
+
+
+def check_resume(path: Path, settings: dict, records: Sequence[dict]) -> None:
+    """--resume: refuse, in one line, to add rows to `path` under other settings than its rows were written with
+    (its .settings.json), or when a row's question, prompt or gold answer is not the current record's. A file
+    without rows has nothing to mix with."""
+    if not (path.is_file() and path.stat().st_size):
+        return
+    stamp = path.with_suffix(".settings.json")
+    try:
+        there = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        raise ResultsError(f"--resume {path}: no readable {stamp.name} beside it to say which settings wrote its "
+                           f"rows (an older evaluate.py?); use another --out") from None
+    for key, value in settings.items():
+        if there.get(key) != value:
+            values = "" if key == MODEL_FILES else f" ({there.get(key)!r} there, {value!r} now)"
+            raise ResultsError(f"--resume {path}: {key} differs from the rows already there{values}; use the "
+                               f"same settings, or another --out")
+    by_id = {r["id"]: r for r in records}
+    for row in read_results(path):                   # rows beyond a smaller --limit are kept, not counted
+        record = by_id.get(row["id"])
+        if record is not None and [row.get("prompt"), row.get("gold")] != json.loads(json.dumps(
+                [test_prompt(record), record["answer"]])):    # compared as the row reads back from JSON
+            raise ResultsError(f"--resume {path}: the question, prompt or answer of item {row['id']!r} is not the "
+                               f"one its row was written for (another data file or prompt?); use another --out")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """The command line; a bad setting, data file, results file or model is one line (exit 2), no traceback."""
     import data
@@ -944,6 +1004,15 @@ def evaluate_main(argv: Sequence[str] | None) -> dict:
     tag = f"oracle-{cfg.oracle}" if cfg.oracle else re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model)
     out = Path(cfg.out or Path("results") / f"eval-{tag}")
     records = {name: load_records(name, cfg) for name in names}       # every data error before the model loads
+    settings = row_settings(cfg)
+    for name in names:                                                # every --resume mismatch, too
+        if cfg.resume:
+            check_resume(out / f"{name}.jsonl", settings, records[name])
+    for name in names:                                                # a file about to start: record its settings
+        path = out / f"{name}.jsonl"
+        if not (path.is_file() and path.stat().st_size):
+            out.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".settings.json").write_text(json.dumps(settings, indent=1))
     model = tokenizer = None
     if not cfg.oracle:
         import torch

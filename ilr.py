@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -50,6 +51,7 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -571,23 +573,90 @@ def peer_sets(groups: list[Group]) -> list[list[int]]:
 # Run directory: config, metrics.jsonl, transcripts, checkpoints (resumable), results
 # ----------------------------------------------------------------------------------------------------------
 
-def save_checkpoint(run: Path, agents: list[Agent], step: int) -> None:
-    """Weights, optimizer states and RNG states after `step` steps; written aside, then swapped in by renames.
+class RunDirError(RuntimeError):
+    """A fault of the run directory's disk or file system (full, read-only, a file where a folder should be);
+    the message is one line naming the path and what to do. Nothing half-written is left, the last checkpoint
+    is intact."""
 
-    state.pt is written last, and itself through a rename, so a folder holding it is complete. A crash leaves
-    a complete `checkpoint`, or (between the two renames) a complete `checkpoint.tmp` and `checkpoint.old`:
-    `find_checkpoint` takes the newest complete one."""
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C outside the training loop (loading, base evaluation, the final save): run_training ends with one
+    line. (Inside the loop Ctrl-C only sets a flag: the step finishes, a checkpoint is saved, the run stops.)"""
+
+
+def raise_interrupted(signum, frame):
+    raise Interrupted
+
+
+def write_errors() -> tuple:
+    """What a full disk (or another write fault) raises while saving: OSError, torch.save's RuntimeError and
+    safetensors' SafetensorError (neither of the last two carries an errno)."""
+    import safetensors
+    return OSError, RuntimeError, safetensors.SafetensorError
+
+
+def write_failed(e: Exception, folder: Path, run: Path, what: str) -> RunDirError:
+    """One line for a save into `folder` that failed: the reason, the free space (the usual cause), what to do."""
+    reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:100]
+    return RunDirError(f"{folder}: could not write {what} ({reason}; {shutil.disk_usage(run).free // 2**20} MB "
+                       f"free on that disk); the last checkpoint is intact: free space, then continue with "
+                       f"python ilr.py --resume {run}")
+
+
+def check_output_dir(run: Path) -> None:
+    """One line, before anything is written, if a file stands where the run directory or a folder above it
+    should be (mkdir would raise FileExistsError or NotADirectoryError)."""
+    for path in (run, *run.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"--output_dir {run}: {path} is a file, not a directory; choose another "
+                                  f"--output_dir")
+            return
+
+
+def disk_fault(e: OSError, run: Path) -> RunDirError:
+    """One line for an OSError while the run writes its directory: the path, the reason, what to do."""
+    path = e.filename or run
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = f"free space, then continue with python ilr.py --resume {run} (the last checkpoint is intact)"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        todo = "choose a writable --output_dir (or make this one writable)"
+    elif e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        todo = "a file stands where a folder should be, or the reverse: choose another --output_dir"
+    else:
+        todo = f"fix it, then continue with python ilr.py --resume {run}"
+    return RunDirError(f"{path}: {e.strerror or e}; {todo}")
+
+
+def save_checkpoint(run: Path, agents: list[Agent], step: int, settings: dict | None = None) -> None:
+    """Weights, optimizer states and RNG states after `step` steps; written aside, then swapped in by renames.
+    `settings` (training_settings) go with them, so that --resume can refuse a config.json edited since.
+
+    state.pt is written after the weights, and itself through a rename, so a folder holding it is complete; then
+    checksums.json (llm.write_checksums: the sha256 of every file, checked on --resume). A crash leaves a complete
+    `checkpoint`, or (between the two renames) a complete `checkpoint.tmp` and `checkpoint.old`: `find_checkpoint`
+    takes the newest complete one. A write that fails (disk full) or Ctrl-C removes `checkpoint.tmp` and leaves the
+    previous checkpoint as it was."""
     tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, a in enumerate(agents):
-        torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),     # fp16: the loss
-                    "scaler": a.scaler.state_dict() if a.scaler else None}, tmp / f"agent{i}.pt")  # scale too
-    torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-               tmp / "state.pt.part")
-    os.replace(tmp / "state.pt.part", tmp / "state.pt")
+    try:
+        tmp.mkdir(parents=True)
+        for i, a in enumerate(agents):
+            torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),     # fp16: the loss
+                        "scaler": a.scaler.state_dict() if a.scaler else None}, tmp / f"agent{i}.pt")  # scale too
+        if settings is not None:
+            (tmp / "settings.json").write_text(json.dumps(settings, indent=1))
+        torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                   tmp / "state.pt.part")
+        os.replace(tmp / "state.pt.part", tmp / "state.pt")
+        llm.write_checksums(tmp)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, write_errors()):
+            raise write_failed(e, tmp, run, f"the checkpoint of step {step}") from None
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -639,6 +708,66 @@ def load_checkpoint(run: Path, agents: list[Agent]) -> int:
     return state["step"]
 
 
+def training_settings(cfg: Config) -> dict:
+    """The settings that shape training: all but RESUMABLE, and output_dir (a run directory may be moved)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE | {"output_dir"}}
+
+
+def check_checkpoint(run: Path, checkpoint: Path, cfg: Config) -> None:
+    """Before --resume trusts what is on disk: every file of the checkpoint and of final/agent{i}/ matches its
+    checksum (llm.verify_checksums: one line naming the file), and the checkpoint was trained with the settings
+    config.json holds now (the command line is checked in parse_args; this catches a hand-edited config.json)."""
+    if not llm.verify_checksums(checkpoint):
+        print(f"[ilr] {checkpoint} has no {llm.CHECKSUMS} (written before checksums existed): not verified")
+    for folder in sorted((run / "final").glob("agent*")):
+        try:
+            llm.verify_checksums(folder)
+        except llm.ModelError as e:
+            raise llm.ModelError(f"{e}, or delete {run}/final: the run writes it again from the checkpoint") from None
+    path = checkpoint / "settings.json"
+    if not path.is_file():                      # written before settings were kept with the checkpoint
+        return
+    trained, now, defaults = json.loads(path.read_text()), training_settings(cfg), dataclasses.asdict(Config())
+    now = json.loads(json.dumps(now))           # compared as they read back from JSON
+    for k, v in now.items():
+        if trained.get(k, defaults[k]) != v:    # a setting added to Config since: its default is what ran
+            raise ConfigError(f"{run}/config.json: {k} is {v!r} but the checkpoint was trained with "
+                              f"{trained.get(k, defaults[k])!r} (config.json edited since?); set it back, or start "
+                              f"a new run")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write `path` aside and rename it in: a full disk or a crash leaves the old file, never half of the new."""
+    part = path.with_name(path.name + ".part")
+    try:
+        part.write_text(text)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, path)
+
+
+def save_final(run: Path, agents: list[Agent]) -> None:
+    """Each trained model in Hugging Face format (`python evaluate.py --model RUN_DIR/final/agent0`), with the
+    checksums.json that llm.load_model checks; each folder is written aside and renamed in, so an interrupted
+    save leaves the previous folder or none, never half of one."""
+    for i, a in enumerate(agents):
+        target = run / "final" / f"agent{i}"
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            a.model.save_pretrained(tmp)
+            a.tokenizer.save_pretrained(tmp)
+            llm.write_checksums(tmp)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, write_errors()):
+                raise write_failed(e, tmp, run, f"trained agent {i}") from None
+            raise
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+
 def append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -657,31 +786,51 @@ def cut_metrics(path: Path, steps: int) -> None:
             break
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= steps:
             keep.append(line + "\n")
-    part = path.with_name(path.name + ".part")
-    part.write_text("".join(keep))
-    os.replace(part, path)
+    write_whole(path, "".join(keep))
 
 
 def lock_run(run: Path) -> Path:
     """Take RUN/lock (our pid) so that two processes never write one run directory; one line if it is held.
-    A lock left by a process that no longer exists (killed, machine rebooted) is taken over."""
+    A lock left by a process that no longer exists (killed, machine rebooted) is taken over.
+
+    The lock appears with our pid already in it: the pid is written to a file aside, which is then hard-linked
+    as `lock` (os.link fails if `lock` exists, as O_EXCL does). Created empty and written after, an empty lock
+    would count as stale, and a second process arriving in between would take over a live run."""
     lock = run / "lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            text = lock.read_text().strip() if lock.is_file() else ""
-            pid = int(text) if text.isdigit() else None
-            if pid is not None and pid_alive(pid):
-                raise ConfigError(f"{run} is in use by process {pid} ({lock}); wait for it to finish or stop it "
-                                  f"(delete {lock} if that process is no ilr.py run)") from None
-            print(f"[ilr] taking over {lock} left by process {pid or '?'}, which no longer runs", flush=True)
-            lock.unlink(missing_ok=True)
-            continue
+    try:
+        fd, aside = tempfile.mkstemp(dir=run, prefix=".lock-")
+    except OSError as e:                        # read-only, full: name the lock, not the temporary name
+        raise OSError(e.errno, e.strerror, str(lock)) from None
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
-        return lock
+        for _ in range(2):
+            try:
+                link_lock(aside, lock)
+                return lock
+            except FileExistsError:
+                text = lock.read_text().strip() if lock.is_file() else ""
+                pid = int(text) if text.isdigit() else None
+                if pid is not None and pid_alive(pid):
+                    raise ConfigError(f"{run} is in use by process {pid} ({lock}); wait for it to finish or stop "
+                                      f"it (delete {lock} if that process is no ilr.py run)") from None
+                print(f"[ilr] taking over {lock} left by process {pid or '?'}, which no longer runs", flush=True)
+                lock.unlink(missing_ok=True)
+    finally:
+        os.unlink(aside)
     raise ConfigError(f"{run}: could not take {lock}; another process is starting in this directory")
+
+
+def link_lock(aside: str, lock: Path) -> None:
+    """Make `aside` (our pid) appear as `lock` in one step; FileExistsError if `lock` exists already."""
+    try:
+        os.link(aside, lock)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links (some network / FUSE mounts): O_EXCL, then the write,
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # with the short window that os.link closes
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
 
 
 def pid_alive(pid: int) -> bool:
@@ -909,7 +1058,7 @@ def main(argv: list[str] | None = None) -> dict:
         return plot_run(runs[0]) if len(runs) == 1 else compare_runs(runs)
     try:
         return run_training(argv)
-    except (ConfigError, data.DataError, llm.ModelError) as e:
+    except (ConfigError, RunDirError, data.DataError, llm.ModelError) as e:
         print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
 
@@ -918,18 +1067,31 @@ def run_training(argv: list[str]) -> dict:
     cfg, resume = parse_args(argv)
     check_config(cfg)
     run = resume or Path(cfg.output_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    lock = lock_run(run)                      # from here on this process is the only writer of `run`
+    check_output_dir(run)
+    previous = signal.signal(signal.SIGINT, raise_interrupted)   # Ctrl-C outside the loop: one line, below
     try:
-        return train_and_evaluate(cfg, run, resume is not None)
+        run.mkdir(parents=True, exist_ok=True)
+        lock = lock_run(run)                  # from here on this process is the only writer of `run`
+        try:
+            return train_and_evaluate(cfg, run, resume is not None)
+        finally:
+            unlock_run(lock)
+    except OSError as e:                      # disk full, read-only, ...: one line naming the path
+        raise disk_fault(e, run) from None
+    except Interrupted:
+        again = f"python ilr.py --resume {run}" if (run / "config.json").is_file() else "the same command"
+        sys.exit(f"[ilr] stopped by Ctrl-C outside the training loop; nothing half-written is left and the last "
+                 f"checkpoint is kept: continue with {again}")
     finally:
-        unlock_run(lock)
+        signal.signal(signal.SIGINT, previous)
 
 
 def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
     checkpoint = find_checkpoint(run)
     if not resuming and checkpoint is not None:
         raise ConfigError(f"{run} holds a run already; continue it with --resume {run} or choose another --output_dir")
+    if checkpoint is not None:
+        check_checkpoint(run, checkpoint, cfg)
     done = checkpoint_step(checkpoint) if checkpoint else 0
     if done > cfg.max_steps:
         raise ConfigError(f"--max_steps {cfg.max_steps} is below the {done} steps {run}/checkpoint holds already")
@@ -941,7 +1103,7 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
                           f"γ and D_q cannot be measured again on trained agents: start a new run")
     # Nothing was written before this point: a refused setting leaves the run directory as it was.
     cut_metrics(run / "metrics.jsonl", done)
-    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    write_whole(run / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -984,15 +1146,13 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
                 (run / "transcripts" / f"step{step + 1:05d}.txt").write_text(
                     "\n\n".join(idea3.format_transcript(t) for t in transcripts))
             if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps or interrupted:
-                save_checkpoint(run, agents, step + 1)
+                save_checkpoint(run, agents, step + 1, training_settings(cfg))
             if interrupted:
                 sys.exit(f"[ilr] stopped after step {step + 1}; continue with: python ilr.py --resume {run}")
     finally:
         signal.signal(signal.SIGINT, previous)
 
-    for i, a in enumerate(agents):  # Hugging Face format: `python evaluate.py --model RUN_DIR/final/agent0`
-        a.model.save_pretrained(run / "final" / f"agent{i}")
-        a.tokenizer.save_pretrained(run / "final" / f"agent{i}")
+    save_final(run, agents)
     trained = evaluate_alone(cfg, agents, run, f"step{cfg.max_steps}")
     table = results_table(cfg, base, trained, len(agents))
     (run / "results.json").write_text(json.dumps({"base": base, "trained": trained}, indent=1))

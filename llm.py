@@ -45,7 +45,9 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -73,6 +75,53 @@ class ModelError(RuntimeError):
 def cache_dir() -> Path:
     """Where converted models live: $ILR_CACHE, else ~/.cache/ilr."""
     return Path(os.environ.get("ILR_CACHE", Path.home() / ".cache" / "ilr")).expanduser()
+
+
+# A folder of model files we wrote (ilr.py's checkpoint/ and final/agent{i}/) carries checksums.json: the sha256 of
+# every other file in it, taken when the folder was written. Whoever reads the folder back checks it first, so a
+# flipped bit on disk or a hand-edited file is refused in one line instead of training or evaluating something
+# else. Over whatever files the folder holds (full weights, or LoRA adapter files): no file name is fixed here.
+CHECKSUMS = "checksums.json"
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """{path relative to `folder`: sha256 hex} of every file below it, checksums.json itself excepted."""
+    return {path.relative_to(folder).as_posix(): sha256(path) for path in sorted(Path(folder).rglob("*"))
+            if path.is_file() and path.name != CHECKSUMS}
+
+
+def write_checksums(folder: Path) -> None:
+    """Write `folder`/checksums.json for the files it holds now; written aside and renamed, so it is whole."""
+    part = Path(folder) / (CHECKSUMS + ".part")
+    part.write_text(json.dumps({"sha256": file_checksums(folder)}, indent=1))
+    os.replace(part, Path(folder) / CHECKSUMS)
+
+
+def verify_checksums(folder: Path) -> bool:
+    """Check every file listed in `folder`/checksums.json; False if there is none (a folder not written by us,
+    or written before checksums existed). A missing or changed file raises ModelError naming it."""
+    listed = Path(folder) / CHECKSUMS
+    if not listed.is_file():
+        return False
+    try:
+        expected = json.loads(listed.read_text())["sha256"]
+    except (ValueError, KeyError, TypeError):
+        expected = None
+    if not isinstance(expected, dict):
+        raise ModelError(f"{listed}: not a checksums file (damaged?); restore the folder from a copy")
+    for name, digest in expected.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ModelError(f"{path}: missing (listed in {listed}); restore it from a copy")
+        if sha256(path) != digest:
+            raise ModelError(f"{path}: does not match its checksum in {listed} (changed since it was written: "
+                             f"a disk fault or an edit); restore it from a copy")
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -287,6 +336,8 @@ def load_model(name: str | None = None, device=None, precision: str | None = Non
     path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
     if source == "local" and not (path / "config.json").is_file():
         raise ModelError(f"{path} is a directory but holds no model (no config.json)")
+    if source == "local":
+        verify_checksums(path)            # ilr.py's final/agent{i}/ (if it carries checksums.json)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         # dtype= at load (a bf16 checkpoint, like Qwen's, is upcast to fp32 here); buffers such as RoPE's inv_freq
