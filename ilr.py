@@ -50,6 +50,7 @@ import random
 import shutil
 import signal
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -146,7 +147,7 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
 
 
 PRESETS = {
-    # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 10 minutes on 2 CPU cores
+    # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 8 minutes on 2 CPU cores
     # with both evaluations, and the reward rises: the model learns to answer "7 + 8 = 15" instead of a paragraph
     # that drifts to another number (docs/RESULTS.md, "Demo"). Chosen from measurements: 32-token answers (a
     # rambling answer is cut before its number, so a short right one wins its group), temperature 0.7 (at 1.0 its
@@ -171,6 +172,15 @@ PRESETS = {
                  questions_per_step=2, num_generations=4, max_completion_length=8, peer_token_budget=16,
                  micro_batch_size=8, eval_limit=4, eval_max_new_tokens=8, save_steps=1, rank_splits=1,
                  output_dir="runs/tiny"),
+}
+
+# One line per preset for `python ilr.py --help` (tests/test_cli.py checks that every preset has one).
+PRESET_HELP = {
+    "demo": "2 x SmolLM2-135M on the ladder, 12 steps, then each agent alone on 150 held-out questions: "
+            "about 8 min on 2 idle CPU cores (make demo)",
+    "gpu-small": "Qwen2.5-0.5B + SmolLM2-360M on MATH, 300 steps, the paper's benchmarks after: one 24 GB GPU",
+    "tiny": "a random 2-layer model (llm.tiny_model), seconds per step: checks the plumbing only; rewards ~0 and "
+            "random-token transcripts are expected",
 }
 
 
@@ -828,21 +838,63 @@ RESUMABLE = {"max_steps", "eval_benchmarks", "eval_limit", "eval_base", "save_st
              "batch_size", "device", "bf16", "fp16"}   # (the last three: where the run computes, not what)
 
 
+def help_default(value, preset: str | None = None) -> str:
+    """How `--help` shows a default: the value a run would use (and the preset it comes from); bools as on/off;
+    None (the device decides, or the Hub) is left to the help text, which says what it means.
+
+    >>> help_default(1e-6), help_default(2e-5, "demo"), help_default(True), help_default(None)
+    (' (default: 1e-06)', ' (default: 2e-05, from --preset demo)', ' (default: on)', '')
+    """
+    if value is None:
+        return ""
+    shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    source = f", from --preset {preset}" if preset else ""
+    return f" (default: {shown}{source})".replace("%", "%%")          # argparse %-formats help strings
+
+
+def help_epilog() -> str:
+    """The end of `python ilr.py --help`: every preset with its line, and the plot subcommand."""
+    def item(name: str, text: str) -> str:
+        return textwrap.fill(text, width=100, initial_indent=f"  {name:11s} ", subsequent_indent=" " * 14)
+    presets = "\n".join(item(name, PRESET_HELP[name]) for name in PRESETS)
+    return (f"presets (--preset NAME --help shows that preset's values as the defaults):\n{presets}\n\n"
+            f"subcommand:\n" + item("plot", "python ilr.py plot RUN_DIR [RUN_DIR ...]: redraw RUN_DIR/curves.png "
+                                             "from its metrics.jsonl; several runs: one compare.png beside them "
+                                             "(python ilr.py plot --help)"))
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
-    parser = argparse.ArgumentParser(prog="ilr.py", description="ILR co-training (arXiv 2509.26306)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (demo, gpu-small)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `--preset NAME --help` shows the preset's values as the defaults: read --preset before building the help
+    early = llm.ArgumentParser(prog="ilr.py", add_help=False)
+    early.add_argument("--preset")
+    preset_name = early.parse_known_args(argv)[0].preset
+    preset = PRESETS.get(preset_name, {})
+    parser = llm.ArgumentParser(
+        prog="ilr.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_epilog(),
+        description="ILR co-training (arXiv 2509.26306). Every setting is a field of ilr.Config;\na preset "
+                    "replaces some of its defaults, and a flag overrides both.",
+        usage="python %(prog)s [--preset NAME] [--SETTING VALUE ...] | --resume RUN_DIR\n"
+              "       python %(prog)s plot RUN_DIR [RUN_DIR ...]")
+    parser.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                        help=f"a named set of defaults: {', '.join(PRESETS)} (each explained below)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config; "
                         "only " + ", ".join(f"--{k}" for k in sorted(RESUMABLE & {f.name for f in fields(Config)}))
                         + " may change")
+    defaults = Config()
     for f in fields(Config):  # --num_generations and --num-generations both work
-        names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
+        names = list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"]))     # the README's first
+        # default=None marks "not given" (a preset or --resume's saved config fills it); the help shows the value
+        # the run would really use: the preset's if one is given, else Config's
+        shown = f.metadata["help"] + (help_default(preset[f.name], preset_name) if f.name in preset
+                                      else help_default(getattr(defaults, f.name)))
         if f.type in ("bool", bool):
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f.metadata["help"])
+                                help=shown)
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(*names, dest=f.name, type=kind, default=None, help=f.metadata["help"])
+            parser.add_argument(*names, dest=f.name, type=kind, default=None, help=shown,
+                                metavar={int: "INT", float: "FLOAT"}.get(kind, "TEXT"))
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
     if not args.resume:
@@ -863,7 +915,6 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
     if "output_dir" in given and Path(given.pop("output_dir")).resolve() != run.resolve():
         raise ConfigError(f"--output_dir with --resume {run}: the run continues in its own directory; leave "
                           f"--output_dir out")
-    defaults = Config()
     changed = sorted(k for k, v in given.items() if v != saved.get(k, getattr(defaults, k)))
     refused = [k for k in changed if k not in RESUMABLE]
     if refused:
@@ -878,7 +929,12 @@ def main(argv: list[str] | None = None) -> dict:
     """The command line; a bad setting, model or data file ends it with one line (exit 2), not a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plot"]:  # plot RUN (its curves.png) | plot RUN_A RUN_B ... (compare.png beside them)
-        runs = [Path(a) for a in argv[1:]] or [Path("runs/demo")]
+        parser = llm.ArgumentParser(prog="ilr.py plot", description="Training curves of finished or running "
+                                    "runs, from their metrics.jsonl.")
+        parser.add_argument("runs", nargs="*", metavar="RUN_DIR", default=["runs/demo"],
+                            help="one run: RUN_DIR/curves.png; several: compare.png in the first one's parent "
+                                 "folder (default: runs/demo)")
+        runs = [Path(a) for a in parser.parse_args(argv[1:]).runs]
         return plot_run(runs[0]) if len(runs) == 1 else compare_runs(runs)
     try:
         return run_training(argv)
