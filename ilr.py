@@ -481,7 +481,8 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
         agent.model.eval()                                   # back to eval(): the next generation needs its cache
     train_seconds = time.time() - t_train
 
-    # 6) Log: TRL's names, ILR's under ilr/.
+    # 6) Log: TRL's names, ILR's under ilr/; the transcripts with each trained answer's grade, rewards, advantage.
+    transcripts = graded_transcripts(groups, transcripts, correct, rewards, calibrated, advantages, model_names(cfg))
     tokens = sum(len(c) for group in groups for c in group.completion_ids)                # trained tokens
     generated = sum(v for k, v in stage_stats.items() if k.endswith("_tokens")) or tokens  # all Idea3 stages
     metrics = {"step": step + 1, **grpo.reward_stats(rewards),                 # reward, reward_std, frac_..._zero_std
@@ -682,6 +683,69 @@ def unlock_run(lock: Path) -> None:
         lock.unlink()
 
 
+def extracted_answer(text: str, record: dict) -> str:
+    """What the grader reads in an answer, for the transcripts: the math answer it extracts, or the code's size.
+
+    >>> math = {"kind": "math", "meta": {}}
+    >>> extracted_answer("so \\\\boxed{4}", math), extracted_answer("hm", math)
+    ("'4'", 'none')
+    """
+    meta = record.get("meta", {})
+    if record["kind"] == "code":
+        code = evaluate.extract_code(text, meta.get("entry_point"))
+        return "none" if code is None else f"code ({len(code.splitlines())} lines)"
+    answer, _ = evaluate.extract_answer(text, meta.get("benchmark"))   # as evaluate.grade_math reads it
+    return "none" if answer is None else repr(idea3.shorten(answer, 40))
+
+
+def grade_line(text: str, record: dict, correct: float, reward: float, calibrated: float, advantage: float) -> str:
+    """One trained answer's grade, as its transcript label shows it: sections 3-5 of `train_step` for this answer.
+
+    >>> grade_line("so \\\\boxed{4}", {"kind": "math", "meta": {}}, 1.0, 1.1, 0.85, 1.2247)
+    "extracted '4' | correct | reward 1.10 | calibrated 0.85 | advantage +1.22"
+    """
+    return (f"extracted {extracted_answer(text, record)} | {'correct' if correct else 'wrong'} | reward {reward:.2f} "
+            f"| calibrated {calibrated:.2f} | advantage {advantage:+.2f}")
+
+
+def graded_transcripts(groups: list[Group], transcripts: list[dict], correct: torch.Tensor, rewards: torch.Tensor,
+                       calibrated: torch.Tensor, advantages: torch.Tensor, names: list[str]) -> list[dict]:
+    """The step's transcripts with every trained answer and its grade (idea3.format_transcript prints them).
+
+    One transcript per question: Idea3's (ilr), or a new one holding the answers alone (grpo, stage "answer").
+    Each trained stage holds all G answers of every agent, [M][G], and "grades" one `grade_line` per answer
+    ([M][G] per stage). For a trained Sharing stage, answer 1 of each agent is the one its peers read.
+    correct, rewards, calibrated, advantages: [num_groups, G], the tensors of train_step's sections 3-5.
+    """
+    M = len(names)
+    if transcripts:     # copy the lists that are filled in below: Idea3's result stays as it was
+        out = [{k: list(v) if isinstance(v, list) else v for k, v in t.items()} for t in transcripts]
+    else:               # --method grpo: one transcript per question, in batch order
+        records = {g.question: g.record for g in groups}
+        out = [{"id": records[b]["id"], "question": records[b]["question"], "mode": "alone (--method grpo)",
+                "agents": list(names)} for b in sorted(records)]
+    for row, g in enumerate(groups):
+        key = "answer" if g.stage == "alone" else g.stage                  # idea3.TRANSCRIPT_STAGES' names
+        t = out[g.question]
+        t.setdefault(key, [None] * M)[g.agent] = list(g.texts)           # [G] texts
+        t.setdefault("grades", {}).setdefault(key, [None] * M)[g.agent] = [
+            grade_line(text, g.record, correct[row, k].item(), rewards[row, k].item(), calibrated[row, k].item(),
+                       advantages[row, k].item()) for k, text in enumerate(g.texts)]
+    return out
+
+
+def format_step_transcripts(step: int, transcripts: list[dict]) -> str:
+    """RUN/transcripts/stepNNNNN.txt: a legend, then each question's transcript with its grades."""
+    legend = (f"Step {step}: the row with \"step\": {step} of metrics.jsonl; [agent k] below is agent{{k-1}} there.\n"
+              f"Each trained answer's label ends with its grade (train_step, sections 3-5):\n"
+              f"  extracted: the answer the grader read | correct or wrong | reward: 1 if correct, plus format_reward "
+              f"if well formed\n  | calibrated: the reward after Eq. 5 (the reward itself for --method grpo or "
+              f"--no-calibration)\n  | advantage: GRPO's, from the calibrated rewards of its group (its G answers).\n"
+              f"The mean of agent k's rewards is agent{{k-1}}/reward in metrics.jsonl, of its calibrated rewards "
+              f"agent{{k-1}}/calibrated_reward.")
+    return legend + "\n\n" + "\n\n".join(idea3.format_transcript(t) for t in transcripts) + "\n"
+
+
 def format_line(m: dict, M: int) -> str:
     """The one progress line per step, same keys as metrics.jsonl."""
     agents = " ".join(f"a{i} r={m[f'agent{i}/reward']:.2f}/{m[f'agent{i}/calibrated_reward']:.2f} "
@@ -760,7 +824,9 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
         difficulty, abilities, stats = np.full(len(train), 0.5), [0.5] * len(agents), {"skipped": True}
     else:
         abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batch_size,
-                                          max_new_tokens=cfg.eval_max_new_tokens) for a in agents]
+                                          max_new_tokens=cfg.eval_max_new_tokens,
+                                          desc=f"γ: agent{i} answers {len(val)} validation questions")
+                     for i, a in enumerate(agents)]
         if cfg.difficulty == "level":  # OURS: the known level as D_q (the control of self-ranking)
             difficulty = irt.level_difficulty([r["meta"].get("level") for r in train])
             stats = {"difficulty": "level"}
@@ -977,6 +1043,9 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
     print(f"[ilr] run directory {run} | method={cfg.method} agents={model_names(cfg)} "
           f"interaction={cfg.interaction} calibration={cfg.calibration}"
           + (f" | resuming after step {done}" if done else ""), flush=True)
+    if "tiny" in model_names(cfg):  # --preset tiny, or a tiny peer (EXERCISES.md, exercise 5)
+        print("[ilr] 'tiny' is a random 2-layer model (llm.tiny_model) for checking the plumbing: rewards near 0 "
+              "and transcripts of random tokens are expected", flush=True)
 
     agents = make_agents(cfg)
     if checkpoint is not None:
@@ -1011,7 +1080,7 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
             if transcripts and (step + 1) % cfg.log_transcript_steps == 0:
                 (run / "transcripts").mkdir(exist_ok=True)
                 (run / "transcripts" / f"step{step + 1:05d}.txt").write_text(
-                    "\n\n".join(idea3.format_transcript(t) for t in transcripts))
+                    format_step_transcripts(step + 1, transcripts))
             if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps or interrupted:
                 save_checkpoint(run, agents, step + 1)
             if interrupted:

@@ -487,8 +487,9 @@ def own_generation_config(model, config):
 
 def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False,
-             seed: int | None = None) -> Generation:
-    """Sample `n` completions for each prompt, batched; see `Generation` for what comes back.
+             seed: int | None = None, desc: str = "generate") -> Generation:
+    """Sample `n` completions for each prompt, batched; see `Generation` for what comes back. `progress` shows a
+    bar over the batches, titled `desc` (what the caller is doing, e.g. "γ: agent0 answers 24 validation questions").
 
     Prompts are sorted by token length and cut into batches of about `batch_size` sequences, so each
     forward pass pads little; each batch stops as soon as all its sequences produced EOS. The model is put in
@@ -510,7 +511,7 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
     completion_ids: list = [None] * len(prompts)
     finished: list = [None] * len(prompts)
     chunks = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
-    for chunk in tqdm(chunks, desc="generate", unit="batch", disable=not progress or len(chunks) < 2):
+    for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2):
         width = max(len(prompt_ids[b]) for b in chunk)                                    # P
         pad = tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(prompt_ids[b])) + prompt_ids[b] for b in chunk])
