@@ -442,7 +442,7 @@ def self_rank(model, tokenizer, questions: Sequence[str], group_size: int = 4, n
             prompts = [ranking_prompt([questions[i] for i in g], max_question_chars) for g in todo.values()]
             out = llm.generate(model, tokenizer, prompts, n=1, temperature=temperature,
                                max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                               desc=f"D_q: {model_id} ranks {len(todo)} groups of questions")
+                               desc=f"D_q: self-ranking {len(todo)} groups of questions")
             cache.update({k: texts[0] for k, texts in zip(todo, out.texts)})
             _save_cache(cache_path, cache)
         group_rank_lists = []
