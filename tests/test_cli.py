@@ -93,12 +93,16 @@ REFUSED = [  # (a command line's main, argv, the flag it names)
     (idea3.main, ["show", "--temp", "0.5"], "--temperature"),
     (idea3.main, ["compare", "--modez", "single"], "--modes"),
 ]
+# What each command line does right after parsing: a flag taken by mistake fails the test here, before any run
+AFTER_PARSING = [(ilr, "check_config"), (evaluate, "check_eval_config"), (irt, "validate"), (idea3, "setup")]
 
 
 @pytest.mark.parametrize("main,argv,closest", REFUSED)
 def test_an_abbreviated_or_misspelt_flag_is_one_line_naming_the_closest(tmp_path, monkeypatch, capsys, main, argv,
                                                                          closest):
     monkeypatch.chdir(tmp_path)
+    for module, name in AFTER_PARSING:
+        monkeypatch.setattr(module, name, lambda *args, **kwargs: pytest.fail(f"{argv} was accepted"))
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err
