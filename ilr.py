@@ -8,7 +8,7 @@ ilr.py — the ILR co-training loop, in one file (Interactive Learning for LLM R
     python ilr.py --resume runs/demo                          # continue a run exactly where it stopped
     python ilr.py plot runs/demo                              # training curves -> runs/demo/curves.png
     python ilr.py plot runs/cmp-ilr runs/cmp-grpo             # several runs on one picture -> runs/compare.png
-    python ilr.py --help                                      # every setting, one line each
+    python ilr.py --help                                      # every setting with its default, the presets
 
 The algorithm, one training step (the numbered sections of `train_step` below):
     1) IRT: choose each question's mode — cooperation if P = σ(1.7 (γ_i − D_q)) < 0.5, else competition  (irt.py)
@@ -140,7 +140,8 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     # --- run
     output_dir: str = field(default="runs/ilr", metadata={"help": "run directory (config, metrics, checkpoints)"})
     save_steps: int = field(default=5, metadata={"help": "checkpoint every K steps (and at the end, on Ctrl-C)"})
-    log_transcript_steps: int = field(default=1, metadata={"help": "save a sample transcript every K steps"})
+    log_transcript_steps: int = field(default=1, metadata={"help": "write transcripts/stepNNNNN.txt (each trained "
+                                      "answer with its grade, rewards and advantage) every K steps"})
     batch_size: int = field(default=64, metadata={"help": "sequences per generation batch (bench/README.md: one "
                                                           "batch of 32 decodes 1.3x faster than two of 16 on a CPU)"})
     seed: int = field(default=0, metadata={"help": "seed of everything random"})
@@ -435,7 +436,7 @@ def step_seed(seed: int, step: int) -> int:
 
 def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty: np.ndarray,
                abilities: list[float], step: int) -> tuple[dict, list]:
-    """Returns (metrics of this step, transcripts)."""
+    """Returns (metrics of this step, its transcripts with every trained answer's grade: graded_transcripts)."""
     t0 = time.time()
     M = len(agents)
     seed = step_seed(cfg.seed, step)
@@ -947,13 +948,13 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config; "
                         "only " + ", ".join(f"--{k}" for k in sorted(RESUMABLE & {f.name for f in fields(Config)}))
                         + " may change")
-    defaults = Config()
+    config_defaults = Config()
     for f in fields(Config):  # --num_generations and --num-generations both work
         names = list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"]))     # the README's first
         # default=None marks "not given" (a preset or --resume's saved config fills it); the help shows the value
         # the run would really use: the preset's if one is given, else Config's
         shown = f.metadata["help"] + (help_default(preset[f.name], preset_name) if f.name in preset
-                                      else help_default(getattr(defaults, f.name)))
+                                      else help_default(getattr(config_defaults, f.name)))
         if f.type in ("bool", bool):
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=shown)
@@ -981,6 +982,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
     if "output_dir" in given and Path(given.pop("output_dir")).resolve() != run.resolve():
         raise ConfigError(f"--output_dir with --resume {run}: the run continues in its own directory; leave "
                           f"--output_dir out")
+    defaults = Config()
     changed = sorted(k for k, v in given.items() if v != saved.get(k, getattr(defaults, k)))
     refused = [k for k in changed if k not in RESUMABLE]
     if refused:
