@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-# The main job: a short ILR run of two SmolLM2-135M agents on the ladder (12 steps, about 10 minutes on 2 cores),
+# The main job: a short ILR run of two SmolLM2-135M agents on the ladder (12 steps, about 8 minutes on 2 idle cores),
 # each agent evaluated alone on 150 held-out ladder questions before and after (ilr.PRESETS["demo"]).
 demo: install
 	$(PYTHON) ilr.py --preset demo

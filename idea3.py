@@ -530,8 +530,11 @@ def shorten(text: str, max_chars: int | None) -> str:
 def format_transcript(t: dict, max_chars: int | None = None) -> str:
     """A transcript (run_idea3 / multi_agent_answers) as readable text; max_chars trims each text (logs).
 
+    "grades" (ilr.graded_transcripts), {stage: [M][G] lines}, ends each answer's label with its line.
+
     >>> print(format_transcript({"question": "1+1?", "mode": "competition", "agents": ["a", "b"],
-    ...                          "sharing": ["2", "3"], "fusion": [["2"], ["2", "two"]]}))
+    ...                          "sharing": ["2", "3"], "fusion": [["2"], ["2", "two"]],
+    ...                          "grades": {"fusion": [["right"], ["right", "wrong"]]}}))
     ==== 1+1?
     mode: competition | agents: a, b
     ---- 1. Idea Sharing
@@ -540,14 +543,15 @@ def format_transcript(t: dict, max_chars: int | None = None) -> str:
     [agent 2: b]
     3
     ---- 3. Idea Fusion
-    [agent 1: a]
+    [agent 1: a] right
     2
-    [agent 2: b, answer 1/2]
+    [agent 2: b, answer 1/2] right
     2
-    [agent 2: b, answer 2/2]
+    [agent 2: b, answer 2/2] wrong
     two
     """
     names = t.get("agents") or [f"agent{i + 1}" for i in range(len(t.get("sharing") or t.get("answer")))]
+    grades = t.get("grades", {})
     lines = [f"==== {t['question'].strip()}", f"mode: {t.get('mode', '?')} | agents: {', '.join(names)}"]
     for key, title in TRANSCRIPT_STAGES.items():
         if key not in t:
@@ -557,7 +561,8 @@ def format_transcript(t: dict, max_chars: int | None = None) -> str:
             texts = entry if isinstance(entry, list) else [entry]
             for k, text in enumerate(texts):
                 which = f", answer {k + 1}/{len(texts)}" if len(texts) > 1 else ""
-                lines += [f"[agent {i + 1}: {names[i]}{which}]", shorten(text.strip(), max_chars)]
+                grade = f" {grades[key][i][k]}" if key in grades else ""
+                lines += [f"[agent {i + 1}: {names[i]}{which}]{grade}", shorten(text.strip(), max_chars)]
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ ilr.py — the ILR co-training loop, in one file (Interactive Learning for LLM R
     python ilr.py --resume runs/demo                          # continue a run exactly where it stopped
     python ilr.py plot runs/demo                              # training curves -> runs/demo/curves.png
     python ilr.py plot runs/cmp-ilr runs/cmp-grpo             # several runs on one picture -> runs/compare.png
-    python ilr.py --help                                      # every setting, one line each
+    python ilr.py --help                                      # every setting with its default, the presets
 
 The algorithm, one training step (the numbered sections of `train_step` below):
     1) IRT: choose each question's mode — cooperation if P = σ(1.7 (γ_i − D_q)) < 0.5, else competition  (irt.py)
@@ -52,6 +52,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -157,14 +158,15 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     # --- run
     output_dir: str = field(default="runs/ilr", metadata={"help": "run directory (config, metrics, checkpoints)"})
     save_steps: int = field(default=5, metadata={"help": "checkpoint every K steps (and at the end, on Ctrl-C)"})
-    log_transcript_steps: int = field(default=1, metadata={"help": "save a sample transcript every K steps"})
+    log_transcript_steps: int = field(default=1, metadata={"help": "write transcripts/stepNNNNN.txt (each trained "
+                                      "answer with its grade, rewards and advantage) every K steps"})
     batch_size: int = field(default=64, metadata={"help": "sequences per generation batch (bench/README.md: one "
                                                           "batch of 32 decodes 1.3x faster than two of 16 on a CPU)"})
     seed: int = field(default=0, metadata={"help": "seed of everything random"})
 
 
 PRESETS = {
-    # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 10 minutes on 2 CPU cores
+    # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 8 minutes on 2 CPU cores
     # with both evaluations, and the reward rises: the model learns to answer "7 + 8 = 15" instead of a paragraph
     # that drifts to another number (docs/RESULTS.md, "Demo"). Chosen from measurements: 32-token answers (a
     # rambling answer is cut before its number, so a short right one wins its group), temperature 0.7 (at 1.0 its
@@ -189,6 +191,15 @@ PRESETS = {
                  questions_per_step=2, num_generations=4, max_completion_length=8, peer_token_budget=16,
                  micro_batch_size=8, eval_limit=4, eval_max_new_tokens=8, save_steps=1, rank_splits=1,
                  output_dir="runs/tiny"),
+}
+
+# One line per preset for `python ilr.py --help` (tests/test_cli.py checks that every preset has one).
+PRESET_HELP = {
+    "demo": "2 x SmolLM2-135M on the ladder, 12 steps, then each agent alone on 150 held-out questions: "
+            "about 8 min on 2 idle CPU cores (make demo)",
+    "gpu-small": "Qwen2.5-0.5B + SmolLM2-360M on MATH, 300 steps, the paper's benchmarks after: one 24 GB GPU",
+    "tiny": "a random 2-layer model (llm.tiny_model), seconds per step: checks the plumbing only; rewards ~0 and "
+            "random-token transcripts are expected",
 }
 
 
@@ -454,7 +465,7 @@ def step_seed(seed: int, step: int) -> int:
 
 def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty: np.ndarray,
                abilities: list[float], step: int) -> tuple[dict, list]:
-    """Returns (metrics of this step, transcripts)."""
+    """Returns (metrics of this step, its transcripts with every trained answer's grade: graded_transcripts)."""
     t0 = time.time()
     M = len(agents)
     seed = step_seed(cfg.seed, step)
@@ -500,7 +511,8 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
         agent.model.eval()                                   # back to eval(): the next generation needs its cache
     train_seconds = time.time() - t_train
 
-    # 6) Log: TRL's names, ILR's under ilr/.
+    # 6) Log: TRL's names, ILR's under ilr/; the transcripts with each trained answer's grade, rewards, advantage.
+    transcripts = graded_transcripts(groups, transcripts, correct, rewards, calibrated, advantages, model_names(cfg))
     tokens = sum(len(c) for group in groups for c in group.completion_ids)                # trained tokens
     generated = sum(v for k, v in stage_stats.items() if k.endswith("_tokens")) or tokens  # all Idea3 stages
     metrics = {"step": step + 1, **grpo.reward_stats(rewards),                 # reward, reward_std, frac_..._zero_std
@@ -848,6 +860,69 @@ def unlock_run(lock: Path) -> None:
         lock.unlink()
 
 
+def extracted_answer(text: str, record: dict) -> str:
+    """What the grader reads in an answer, for the transcripts: the math answer it extracts, or the code's size.
+
+    >>> math = {"kind": "math", "meta": {}}
+    >>> extracted_answer("so \\\\boxed{4}", math), extracted_answer("hm", math)
+    ("'4'", 'none')
+    """
+    meta = record.get("meta", {})
+    if record["kind"] == "code":
+        code = evaluate.extract_code(text, meta.get("entry_point"))
+        return "none" if code is None else f"code ({len(code.splitlines())} lines)"
+    answer, _ = evaluate.extract_answer(text, meta.get("benchmark"))   # as evaluate.grade_math reads it
+    return "none" if answer is None else repr(idea3.shorten(answer, 40))
+
+
+def grade_line(text: str, record: dict, correct: float, reward: float, calibrated: float, advantage: float) -> str:
+    """One trained answer's grade, as its transcript label shows it: sections 3-5 of `train_step` for this answer.
+
+    >>> grade_line("so \\\\boxed{4}", {"kind": "math", "meta": {}}, 1.0, 1.1, 0.85, 1.2247)
+    "extracted '4' | correct | reward 1.10 | calibrated 0.85 | advantage +1.22"
+    """
+    return (f"extracted {extracted_answer(text, record)} | {'correct' if correct else 'wrong'} | reward {reward:.2f} "
+            f"| calibrated {calibrated:.2f} | advantage {advantage:+.2f}")
+
+
+def graded_transcripts(groups: list[Group], transcripts: list[dict], correct: torch.Tensor, rewards: torch.Tensor,
+                       calibrated: torch.Tensor, advantages: torch.Tensor, names: list[str]) -> list[dict]:
+    """The step's transcripts with every trained answer and its grade (idea3.format_transcript prints them).
+
+    One transcript per question: Idea3's (ilr), or a new one holding the answers alone (grpo, stage "answer").
+    Each trained stage holds all G answers of every agent, [M][G], and "grades" one `grade_line` per answer
+    ([M][G] per stage). For a trained Sharing stage, answer 1 of each agent is the one its peers read.
+    correct, rewards, calibrated, advantages: [num_groups, G], the tensors of train_step's sections 3-5.
+    """
+    M = len(names)
+    if transcripts:     # copy the lists that are filled in below: Idea3's result stays as it was
+        out = [{k: list(v) if isinstance(v, list) else v for k, v in t.items()} for t in transcripts]
+    else:               # --method grpo: one transcript per question, in batch order
+        records = {g.question: g.record for g in groups}
+        out = [{"id": records[b]["id"], "question": records[b]["question"], "mode": "alone (--method grpo)",
+                "agents": list(names)} for b in sorted(records)]
+    for row, g in enumerate(groups):
+        key = "answer" if g.stage == "alone" else g.stage                  # idea3.TRANSCRIPT_STAGES' names
+        t = out[g.question]
+        t.setdefault(key, [None] * M)[g.agent] = list(g.texts)           # [G] texts
+        t.setdefault("grades", {}).setdefault(key, [None] * M)[g.agent] = [
+            grade_line(text, g.record, correct[row, k].item(), rewards[row, k].item(), calibrated[row, k].item(),
+                       advantages[row, k].item()) for k, text in enumerate(g.texts)]
+    return out
+
+
+def format_step_transcripts(step: int, transcripts: list[dict]) -> str:
+    """RUN/transcripts/stepNNNNN.txt: a legend, then each question's transcript with its grades."""
+    legend = (f"Step {step}: the row with \"step\": {step} of metrics.jsonl; [agent k] below is agent{{k-1}} there.\n"
+              f"Each trained answer's label ends with its grade (train_step, sections 3-5):\n"
+              f"  extracted: the answer the grader read | correct or wrong | reward: 1 if correct, plus format_reward "
+              f"if well formed\n  | calibrated: the reward after Eq. 5 (the reward itself for --method grpo or "
+              f"--no-calibration)\n  | advantage: GRPO's, from the calibrated rewards of its group (its G answers).\n"
+              f"The mean of agent k's rewards is agent{{k-1}}/reward in metrics.jsonl, of its calibrated rewards "
+              f"agent{{k-1}}/calibrated_reward.")
+    return legend + "\n\n" + "\n\n".join(idea3.format_transcript(t) for t in transcripts) + "\n"
+
+
 def format_line(m: dict, M: int) -> str:
     """The one progress line per step, same keys as metrics.jsonl."""
     agents = " ".join(f"a{i} r={m[f'agent{i}/reward']:.2f}/{m[f'agent{i}/calibrated_reward']:.2f} "
@@ -926,7 +1001,9 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
         difficulty, abilities, stats = np.full(len(train), 0.5), [0.5] * len(agents), {"skipped": True}
     else:
         abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batch_size,
-                                          max_new_tokens=cfg.eval_max_new_tokens) for a in agents]
+                                          max_new_tokens=cfg.eval_max_new_tokens,
+                                          desc=f"γ: agent{i} answers {len(val)} validation questions")
+                     for i, a in enumerate(agents)]
         if cfg.difficulty == "level":  # OURS: the known level as D_q (the control of self-ranking)
             difficulty = irt.level_difficulty([r["meta"].get("level") for r in train])
             stats = {"difficulty": "level"}
@@ -1004,21 +1081,63 @@ RESUMABLE = {"max_steps", "eval_benchmarks", "eval_limit", "eval_base", "save_st
              "batch_size", "device", "bf16", "fp16"}   # (the last three: where the run computes, not what)
 
 
+def help_default(value, preset: str | None = None) -> str:
+    """How `--help` shows a default: the value a run would use (and the preset it comes from); bools as on/off;
+    None (the device decides, or the Hub) is left to the help text, which says what it means.
+
+    >>> help_default(1e-6), help_default(2e-5, "demo"), help_default(True), help_default(None)
+    (' (default: 1e-06)', ' (default: 2e-05, from --preset demo)', ' (default: on)', '')
+    """
+    if value is None:
+        return ""
+    shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    source = f", from --preset {preset}" if preset else ""
+    return f" (default: {shown}{source})".replace("%", "%%")          # argparse %-formats help strings
+
+
+def help_epilog() -> str:
+    """The end of `python ilr.py --help`: every preset with its line, and the plot subcommand."""
+    def item(name: str, text: str) -> str:
+        return textwrap.fill(text, width=100, initial_indent=f"  {name:11s} ", subsequent_indent=" " * 14)
+    presets = "\n".join(item(name, PRESET_HELP[name]) for name in PRESETS)
+    return (f"presets (--preset NAME --help shows that preset's values as the defaults):\n{presets}\n\n"
+            f"subcommand:\n" + item("plot", "python ilr.py plot RUN_DIR [RUN_DIR ...]: redraw RUN_DIR/curves.png "
+                                             "from its metrics.jsonl; several runs: one compare.png beside them "
+                                             "(python ilr.py plot --help)"))
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
-    parser = argparse.ArgumentParser(prog="ilr.py", description="ILR co-training (arXiv 2509.26306)",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (demo, gpu-small)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `--preset NAME --help` shows the preset's values as the defaults: read --preset before building the help
+    early = llm.ArgumentParser(prog="ilr.py", add_help=False)
+    early.add_argument("--preset")
+    preset_name = early.parse_known_args(argv)[0].preset
+    preset = PRESETS.get(preset_name, {})
+    parser = llm.ArgumentParser(
+        prog="ilr.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_epilog(),
+        description="ILR co-training (arXiv 2509.26306). Every setting is a field of ilr.Config;\na preset "
+                    "replaces some of its defaults, and a flag overrides both.",
+        usage="python %(prog)s [--preset NAME] [--SETTING VALUE ...] | --resume RUN_DIR\n"
+              "       python %(prog)s plot RUN_DIR [RUN_DIR ...]")
+    parser.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                        help=f"a named set of defaults: {', '.join(PRESETS)} (each explained below)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config; "
                         "only " + ", ".join(f"--{k}" for k in sorted(RESUMABLE & {f.name for f in fields(Config)}))
                         + " may change")
+    config_defaults = Config()
     for f in fields(Config):  # --num_generations and --num-generations both work
-        names = sorted({f"--{f.name}", f"--{f.name.replace('_', '-')}"})
+        names = list(dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"]))     # the README's first
+        # default=None marks "not given" (a preset or --resume's saved config fills it); the help shows the value
+        # the run would really use: the preset's if one is given, else Config's
+        shown = f.metadata["help"] + (help_default(preset[f.name], preset_name) if f.name in preset
+                                      else help_default(getattr(config_defaults, f.name)))
         if f.type in ("bool", bool):
             parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f.metadata["help"])
+                                help=shown)
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(*names, dest=f.name, type=kind, default=None, help=f.metadata["help"])
+            parser.add_argument(*names, dest=f.name, type=kind, default=None, help=shown,
+                                metavar={int: "INT", float: "FLOAT"}.get(kind, "TEXT"))
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
     if not args.resume:
@@ -1054,7 +1173,12 @@ def main(argv: list[str] | None = None) -> dict:
     """The command line; a bad setting, model or data file ends it with one line (exit 2), not a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plot"]:  # plot RUN (its curves.png) | plot RUN_A RUN_B ... (compare.png beside them)
-        runs = [Path(a) for a in argv[1:]] or [Path("runs/demo")]
+        parser = llm.ArgumentParser(prog="ilr.py plot", description="Training curves of finished or running "
+                                    "runs, from their metrics.jsonl.")
+        parser.add_argument("runs", nargs="*", metavar="RUN_DIR", default=["runs/demo"],
+                            help="one run: RUN_DIR/curves.png; several: compare.png in the first one's parent "
+                                 "folder (default: runs/demo)")
+        runs = [Path(a) for a in parser.parse_args(argv[1:]).runs]
         return plot_run(runs[0]) if len(runs) == 1 else compare_runs(runs)
     try:
         return run_training(argv)
@@ -1110,6 +1234,9 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
     print(f"[ilr] run directory {run} | method={cfg.method} agents={model_names(cfg)} "
           f"interaction={cfg.interaction} calibration={cfg.calibration}"
           + (f" | resuming after step {done}" if done else ""), flush=True)
+    if "tiny" in model_names(cfg):  # --preset tiny, or a tiny peer (EXERCISES.md, exercise 5)
+        print("[ilr] 'tiny' is a random 2-layer model (llm.tiny_model) for checking the plumbing: rewards near 0 "
+              "and transcripts of random tokens are expected", flush=True)
 
     agents = make_agents(cfg)
     if checkpoint is not None:
@@ -1144,7 +1271,7 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
             if transcripts and (step + 1) % cfg.log_transcript_steps == 0:
                 (run / "transcripts").mkdir(exist_ok=True)
                 (run / "transcripts" / f"step{step + 1:05d}.txt").write_text(
-                    "\n\n".join(idea3.format_transcript(t) for t in transcripts))
+                    format_step_transcripts(step + 1, transcripts))
             if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps or interrupted:
                 save_checkpoint(run, agents, step + 1, training_settings(cfg))
             if interrupted:

@@ -441,7 +441,8 @@ def self_rank(model, tokenizer, questions: Sequence[str], group_size: int = 4, n
         if todo:
             prompts = [ranking_prompt([questions[i] for i in g], max_question_chars) for g in todo.values()]
             out = llm.generate(model, tokenizer, prompts, n=1, temperature=temperature,
-                               max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+                               max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                               desc=f"D_q: self-ranking {len(todo)} groups of questions")
             cache.update({k: texts[0] for k, texts in zip(todo, out.texts)})
             _save_cache(cache_path, cache)
         group_rank_lists = []
@@ -481,7 +482,8 @@ def estimate_difficulty(agents: Sequence[tuple], questions: Sequence[str], **ran
 
 def greedy_correctness(model, tokenizer, records: Sequence[dict], grade_fn: Callable | None = None,
                        prompt_fn: Callable | None = None, batch_size: int = 8, max_new_tokens: int = 256,
-                       cache_dir=DEFAULT_CACHE_DIR, save_every: int = 64, progress: bool = True) -> np.ndarray:
+                       cache_dir=DEFAULT_CACHE_DIR, save_every: int = 64, progress: bool = True,
+                       desc: str = "greedy answers") -> np.ndarray:
     """Reward [Q] of the model's greedy answer to each record (1.0 = correct), cached per question.
 
     grade_fn(completion, record) -> float defaults to `evaluate.reward`; prompt_fn(record) -> str to
@@ -489,6 +491,7 @@ def greedy_correctness(model, tokenizer, records: Sequence[dict], grade_fn: Call
     identity (file name), max_new_tokens and the prompt text, and graded on reading, so only new questions
     are generated and a changed grader needs no regeneration. Prompts go to `llm.generate` save_every at a
     time and the cache is written after each call, so an interrupted run (1,000 questions on a CPU) resumes.
+    `desc` titles the progress bar (ilr.py: "γ: agent0 answers 24 validation questions").
     """
     if grade_fn is None or prompt_fn is None:
         import evaluate
@@ -502,7 +505,7 @@ def greedy_correctness(model, tokenizer, records: Sequence[dict], grade_fn: Call
     for start in range(0, len(todo), save_every):
         chunk = todo[start:start + save_every]
         out = llm.generate(model, tokenizer, [p for _, p in chunk], n=1, temperature=0.0,
-                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+                           max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, desc=desc)
         cache.update({k: texts[0] for (k, _), texts in zip(chunk, out.texts)})
         _save_cache(cache_path, cache)
     return np.array([float(grade_fn(cache[k], r)) for k, r in zip(keys, records)])  # [Q]

@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib.util
@@ -537,8 +538,9 @@ def own_generation_config(model, config):
 
 def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False,
-             seed: int | None = None) -> Generation:
-    """Sample `n` completions for each prompt, batched; see `Generation` for what comes back.
+             seed: int | None = None, desc: str = "generate") -> Generation:
+    """Sample `n` completions for each prompt, batched; see `Generation` for what comes back. `progress` shows a
+    bar over the batches, titled `desc` (what the caller is doing, e.g. "γ: agent0 answers 24 validation questions").
 
     Prompts are sorted by token length and cut into batches of about `batch_size` sequences, so each
     forward pass pads little; each batch stops as soon as all its sequences produced EOS. The model is put in
@@ -560,7 +562,7 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
     completion_ids: list = [None] * len(prompts)
     finished: list = [None] * len(prompts)
     chunks = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
-    for chunk in tqdm(chunks, desc="generate", unit="batch", disable=not progress or len(chunks) < 2):
+    for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2):
         width = max(len(prompt_ids[b]) for b in chunk)                                    # P
         pad = tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(prompt_ids[b])) + prompt_ids[b] for b in chunk])
@@ -596,8 +598,49 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Command lines (evaluate.py, irt.py validate, idea3.py show|compare): one config dataclass per entry point
+# Command lines (ilr.py, evaluate.py, irt.py validate, idea3.py show|compare|eval): one config dataclass per entry
+# point, one parser class for all
 # ----------------------------------------------------------------------------------------------------------
+
+def unknown_flag_message(argument: str, flags: list[str]) -> str:
+    """The one-line error for a command-line word no flag takes, naming the closest real flag: the flags it
+    abbreviates (abbreviations are refused), else the most similar one (difflib).
+
+    >>> unknown_flag_message("--temprature", ["--temperature", "--seed"])
+    'unknown flag --temprature; did you mean --temperature?'
+    >>> unknown_flag_message("--num_generation=3", ["--num_generations", "--help"])
+    'unknown flag --num_generation; did you mean --num_generations?'
+    >>> unknown_flag_message("--temp", ["--help", "--temperature", "--top-p"])
+    'unknown flag --temp; did you mean --temperature?'
+    >>> unknown_flag_message("runs/x", ["--seed"])
+    "unexpected argument 'runs/x' (every setting is a --flag VALUE pair)"
+    """
+    if not argument.startswith("-"):
+        return f"unexpected argument {argument!r} (every setting is a --flag VALUE pair)"
+    flag = argument.split("=", 1)[0]                                     # --flag=value: the flag part
+    close = [f for f in flags if f.startswith(flag)][:3] or difflib.get_close_matches(flag, flags, n=1)
+    return f"unknown flag {flag}; " + (f"did you mean {' or '.join(close)}?" if close else "--help lists every flag")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for every command line here, with two changes a student asked for (issue 24):
+    - no abbreviations: argparse would take `--num_generation 3` for `--num_generations 3` without a word;
+    - every error is one line, `prog: error: ...`, without the usage block (`--help` prints that), and a flag
+      that does not exist names the closest one: `unknown flag --temprature; did you mean --temperature?`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:                                          # the first word no flag took
+            flags = [flag for action in self._actions for flag in action.option_strings]
+            self.error(unknown_flag_message(extras[0], flags))
+        return parsed
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
 
 def parse_config(cls, argv, description: str, prog: str | None = None):
     """`--field-name value` for every field of the config dataclass `cls`, help from its metadata; bools are
@@ -610,7 +653,7 @@ def parse_config(cls, argv, description: str, prog: str | None = None):
     >>> parse_config(DemoConfig, ["--limit", "3", "--quiet"], "demo")
     DemoConfig(limit=3, quiet=True)
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     for f in dataclasses.fields(cls):
         flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"] + f" (default {f.default})"
         if isinstance(f.default, bool):
