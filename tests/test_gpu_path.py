@@ -7,10 +7,12 @@ import importlib.util
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import data
 import grpo
 import ilr
 import llm
@@ -242,6 +244,25 @@ def test_an_fp16_overflow_is_a_skipped_update_with_no_grad_norm_not_a_nan(monkey
         gpu_check.check_step(1, metrics | {"skipped_updates": 0})             # None without a skip: a failure
     with pytest.raises(SystemExit, match="non-finite"):
         gpu_check.check_step(1, metrics | {"grad_norm": float("nan"), "skipped_updates": 0})
+
+
+def test_train_step_counts_skipped_updates_and_averages_grad_norm_over_the_updates_taken(monkeypatch):
+    """ilr's metrics (section 6 of train_step): agent 0's update skipped by its scaler, agent 1's taken: grad_norm
+    is agent 1's (not NaN, not a mean with a None), skipped_updates 1; every update skipped: grad_norm None."""
+    from test_exercises import stub_agents
+
+    cfg, _ = ilr.parse_args(["--preset", "tiny", "--questions_per_step", "2"])
+    records = data.synthetic_problems(2, seed=0, levels=(1,))
+    G = cfg.num_generations
+    monkeypatch.setattr(ilr, "generate_groups", lambda cfg, agents, questions, modes, seed: (
+        [ilr.Group("fusion", i, b, r, [[1]] * G, [[2]] * G, [f"\\boxed{{{r['answer']}}}"] + ["no"] * (G - 1))
+         for i in range(len(agents)) for b, r in enumerate(questions)], [], {}))
+    taken = {"kl": 0.0, "clip_ratio": 0.0, "frac_skipped": 0.0, "loss": 0.5, "grad_norm": 2.0, "skipped_updates": 0}
+    for outcomes, grad_norm, skipped in [((None, 2.0), 2.0, 1), ((None, None), None, 2), ((3.0, 2.0), 2.5, 0)]:
+        updates = iter(taken | {"grad_norm": g, "skipped_updates": int(g is None)} for g in outcomes)
+        monkeypatch.setattr(grpo, "grpo_step", lambda *args, **kwargs: next(updates))
+        metrics, _ = ilr.train_step(cfg, stub_agents(2), records, np.full(2, 0.5), [0.5, 0.5], step=0)
+        assert (metrics["grad_norm"], metrics["skipped_updates"]) == (grad_norm, skipped)
 
 
 # ----------------------------------------------------------------------------------------------------------
