@@ -29,10 +29,12 @@ Choices (ours, not the paper's):
 4. Precision, with TRL / HF Trainer's names (`pick_precision`): weights are loaded in fp32 and stay fp32 (the
    "master weights"; AdamW's moments follow the parameters' dtype, so they are fp32 too); `bf16` mixed precision
    runs every forward pass (policy, reference, generation) under `torch.autocast(dtype=bfloat16)` — the default
-   on a CUDA GPU with bf16; `fp16` does the same in fp16 with a gradient scaler (ilr.py) — the default on a CUDA
-   GPU without bf16 (T4, RTX 20xx); fp32 on the CPU and on MPS. Why not simply bf16 weights: bf16 keeps 8
-   significant bits, so a weight of 0.02 moves in steps of 1.2e-4 and an AdamW update of lr = 1e-6 rounds to
-   nothing (tests/test_precision.py shows it). `torch_dtype="bfloat16"` (pure bf16 weights) exists, with a
+   on a CUDA GPU with bf16 arithmetic (compute capability >= 8, `has_bf16`); `fp16` does the same in fp16 with a
+   gradient scaler (ilr.py) — the default on a CUDA GPU without it (T4, RTX 20xx: their bf16 is emulated, slow);
+   fp32 on the CPU and on MPS. Under autocast the KV cache of generation holds K and V in bf16/fp16 (GrowingLayer),
+   and each `generate` is one autocast region (each weight cast once per call). Why not simply bf16 weights: bf16
+   keeps 8 significant bits, so a weight of 0.02 moves in steps of 1.2e-4 and an AdamW update of lr = 1e-6 rounds
+   to nothing (tests/test_precision.py shows it). `torch_dtype="bfloat16"` (pure bf16 weights) exists, with a
    warning. Loading with `from_pretrained(dtype=...)` and never `.to(dtype)` keeps RoPE's `inv_freq` in fp32.
 5. Sampling is exactly what GRPO scores: every `generate` call runs with a complete generation config of our own
    (`generation_config`), so the model's shipped one (Qwen's repetition_penalty, top_k, min_p, ...) never applies:
