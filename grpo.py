@@ -37,7 +37,11 @@ What the paper states and what we chose (tags in the code: # PAPER: / # OURS: / 
     forward); skip_zero_advantage_kl_approx=True skips them anyway and drops their KL term (faster, not TRL's).
  6. OURS: log-probabilities use the token ids the generator returned (no re-tokenisation), position ids from the
     attention mask (as `generate` does with left padding), and logits / temperature (TRL) so that the ratio is
-    taken against the distribution that was sampled.
+    taken against the distribution that was sampled; the division is done in fp32, after the upcast of bf16/fp16
+    logits, as generation does it (selective_log_softmax).
+ 8. OURS (mixed precision, exact in fp32): selective_log_softmax keeps 2 B per logit for its backward in bf16
+    (a custom autograd Function); grpo_step casts each weight once per step (one autocast region) and reads the
+    device once per step (its index work runs on the CPU batch; the statistics are read together at the end).
  7. OURS (speed, exact): the training forward encodes each group's shared prompt once and runs only the
     completions on its KV cache (shared_prefix_logps; "Prefix Grouper", arXiv 2506.05433). Same log-probs and
     gradients as the plain forward (tested); under HF gradient checkpointing the plain forward is used.
@@ -522,9 +526,8 @@ def _micro_batch(batch: dict, rows: torch.Tensor, shared_prefix: bool, device) -
     mb = trim_padding({k: batch[k][rows].cpu() for k in ("input_ids", "attention_mask", "completion_mask")}
                       | {"logits_to_keep": batch["logits_to_keep"]})
     groups = prompt_groups(mb["input_ids"], mb["attention_mask"], mb["logits_to_keep"]) if shared_prefix else None
-    move = lambda t: t.to(device, non_blocking=True)
-    return rows, {k: move(v) if torch.is_tensor(v) else v for k, v in mb.items()}, \
-        None if groups is None else tuple(move(t) for t in groups)
+    mb = {k: v.to(device) if torch.is_tensor(v) else v for k, v in mb.items()}             # ids [n, P'+T'], ...
+    return rows, mb, None if groups is None else tuple(t.to(device) for t in groups)        # [U], [n]
 
 
 def _one_autocast_region(model):
