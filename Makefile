@@ -31,8 +31,11 @@ test-slow: install
 	$(PYTHON) -m pytest -m slow
 
 # On a CUDA GPU, first: 2 ILR steps with --bf16, step time, peak GPU memory, weights moved (bench/gpu_check.py).
+# GPU_CHECK_ARGS: more ilr.py flags, e.g. --fp16 on a T4, or the CPU smoke mode: GPU_CHECK_ARGS="--preset tiny
+# --device cpu" (bf16 autocast on the CPU, the tiny random model; ~1 min on 2 cores).
+GPU_CHECK_ARGS ?=
 gpu-check: install
-	bench/gpu_check.sh
+	bench/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # The ladder's per-level table for the base model (data.py): greedy accuracy on 48 held-out questions per level
 # (48 tokens, as the demo's evaluation), then accuracy and share of mixed groups of G = 8 samples at temperature

@@ -37,12 +37,19 @@ What the paper states and what we chose (tags in the code: # PAPER: / # OURS: / 
     forward); skip_zero_advantage_kl_approx=True skips them anyway and drops their KL term (faster, not TRL's).
  6. OURS: log-probabilities use the token ids the generator returned (no re-tokenisation), position ids from the
     attention mask (as `generate` does with left padding), and logits / temperature (TRL) so that the ratio is
-    taken against the distribution that was sampled.
+    taken against the distribution that was sampled; the division is done in fp32, after the upcast of bf16/fp16
+    logits, as generation does it (selective_log_softmax).
+ 8. OURS (mixed precision, exact in fp32): selective_log_softmax keeps 2 B per logit for its backward in bf16
+    (a custom autograd Function); grpo_step casts each weight once per step (one autocast region) and reads the
+    device once per step (its index work runs on the CPU batch; the statistics are read together at the end).
  7. OURS (speed, exact): the training forward encodes each group's shared prompt once and runs only the
     completions on its KV cache (shared_prefix_logps; "Prefix Grouper", arXiv 2506.05433). Same log-probs and
     gradients as the plain forward (tested); under HF gradient checkpointing the plain forward is used.
 """
 from __future__ import annotations
+
+import contextlib
+import functools
 
 import torch
 
@@ -160,20 +167,53 @@ def pack_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad
             "completion_mask": attention_mask[:, P:].clone(), "logits_to_keep": T}
 
 
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[index] without materialising the full [N, T, V] log-softmax.
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature)[index] without materialising the full [N, T, V] log-softmax.
 
-        log p(x_t) = logits[t, x_t] - logsumexp_v logits[t, v]
+        log p(x_t) = z[t, x_t] - logsumexp_v z[t, v]        z = logits.float() / temperature
 
-    logits: [N, T, V], index: [N, T] token ids -> [N, T] log-probabilities (float32).
-    One row (sequence) at a time, so the float32 working copy is [T, V], not [N, T, V] (as TRL).
+    logits: [N, T, V] (any float dtype), index: [N, T] token ids -> [N, T] log-probabilities (float32).
+    One row (sequence) at a time, so the float32 working copy is [T, V], not [N, T, V] (as TRL). The division by
+    the temperature comes after the upcast to float32, as in generation (HF's temperature warper divides fp32
+    scores), not in bf16/fp16. A custom autograd Function (_SelectiveLogSoftmax) keeps for the backward only the
+    logits as they come (2 B per logit in bf16/fp16, 4 B in fp32) and the fp32 logsumexp per token, and recomputes
+    the softmax row by row there; autograd would keep the bf16 logits and every row's fp32 copy (6 B per logit).
 
     >>> selective_log_softmax(torch.zeros(1, 2, 4), torch.tensor([[0, 3]]))  # uniform over 4: log(1/4)
     tensor([[-1.3863, -1.3863]])
     """
-    picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1).float()           # [N, T]  logits[x_t]
-    lse = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])  # [N, T]  per row over V
-    return picked - lse
+    return _SelectiveLogSoftmax.apply(logits, index, float(temperature))
+
+
+class _SelectiveLogSoftmax(torch.autograd.Function):
+    """selective_log_softmax's forward and its backward, which recomputes the softmax from the saved logits.
+
+        d log p(x_t) / d logits[t, v] = (1[v = x_t] - softmax(z[t])_v) / temperature
+
+    In fp32 it computes what autograd computes for the plain expression (gather - logsumexp of logits / T), the
+    same operations in the same order: same values and the same gradient (tests/test_gpu_path.py)."""
+
+    @staticmethod
+    def forward(ctx, logits, index, temperature):
+        scaled = (lambda x: x / temperature) if temperature != 1.0 else (lambda x: x)   # in fp32 (docstring)
+        picked = scaled(logits.gather(-1, index.unsqueeze(-1)).squeeze(-1).float())     # [N, T]  z[x_t]
+        lse = torch.stack([torch.logsumexp(scaled(row.float()), dim=-1) for row in logits])  # [N, T]  over V
+        ctx.save_for_backward(logits, index, lse)                                        # 2 B per logit in bf16
+        ctx.temperature = temperature
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx, grad):                                                             # grad [N, T]
+        logits, index, lse = ctx.saved_tensors
+        temperature = ctx.temperature
+        grad_logits = torch.empty_like(logits)                                           # [N, T, V]  logits' dtype
+        for n, row in enumerate(logits):                                                 # row [T, V]
+            z = row.float() / temperature if temperature != 1.0 else row.float()       # [T, V]  fp32, recomputed
+            g = grad[n].float()                                                          # [T]
+            d = -g.unsqueeze(-1) * (z - lse[n].unsqueeze(-1)).exp()                      # [T, V]  -g * softmax
+            d.scatter_add_(-1, index[n].unsqueeze(-1), g.unsqueeze(-1))                  # + g at x_t
+            grad_logits[n] = d / temperature if temperature != 1.0 else d                # chain rule through / T
+        return grad_logits, None, None
 
 
 def trim_padding(batch: dict) -> dict:
@@ -207,9 +247,8 @@ def per_token_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    logits_to_keep=logits_to_keep + 1, use_cache=False).logits  # [N, T+1, V]
     logits = logits[:, :-1, :]                                                   # [N, T, V]  predict tokens P..P+T-1
-    if temperature != 1.0:
-        logits = logits / temperature                                            # OURS (choice 6), as TRL
-    return selective_log_softmax(logits, input_ids[:, -logits_to_keep:])         # [N, T]
+    # OURS (choice 6), as TRL: logits / temperature, divided in fp32 inside (as generation does)
+    return selective_log_softmax(logits, input_ids[:, -logits_to_keep:], temperature)     # [N, T]
 
 
 def prompt_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int):
@@ -238,7 +277,8 @@ def uses_checkpointing(model) -> bool:
 
 
 def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-                        temperature: float = 1.0) -> torch.Tensor:
+                        temperature: float = 1.0, groups: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> torch.Tensor:
     """per_token_logps with each distinct prompt encoded ONCE for all its rows ("Prefix Grouper", arXiv 2506.05433).
 
     The idea. In a causal transformer the prompt's hidden states (and so its keys and values in every layer)
@@ -264,13 +304,16 @@ def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
          padding), positions continuing each row's count of real tokens -> logits [N, T-1, V]
       5) log-probs [N, T] = (step 2's logits of each row's prompt, step 4's) / temperature, selective_log_softmax
     Falls back to per_token_logps when no prompt repeats (nothing to share) or under gradient checkpointing
-    (uses_checkpointing). Same arguments and result as per_token_logps: [N, T] float32.
+    (uses_checkpointing). Same arguments and result as per_token_logps: [N, T] float32. `groups`: step 1's
+    result when the caller has it (grpo_step computes it on the CPU copy of the ids: torch.unique on a GPU
+    tensor waits for the GPU, a host sync); None computes it here.
     """
     from transformers import DynamicCache
 
     if uses_checkpointing(model):
         return per_token_logps(model, input_ids, attention_mask, logits_to_keep, temperature)
-    first_row, prompt_of_row = prompt_groups(input_ids, attention_mask, logits_to_keep)  # [U], [N]
+    first_row, prompt_of_row = groups if groups is not None else prompt_groups(input_ids, attention_mask,
+                                                                                 logits_to_keep)  # [U], [N]
     if len(first_row) == len(prompt_of_row):
         return per_token_logps(model, input_ids, attention_mask, logits_to_keep, temperature)
     T = logits_to_keep
@@ -280,13 +323,15 @@ def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
     prompt_logits = model(input_ids=input_ids[first_row, :P], attention_mask=attention_mask[first_row, :P],
                           position_ids=position_ids[first_row, :P], past_key_values=cache, use_cache=True,
                           logits_to_keep=1).logits                                  # [U, 1, V]
-    scale = (lambda logits: logits / temperature) if temperature != 1.0 else (lambda logits: logits)
-    logps = [selective_log_softmax(scale(prompt_logits)[prompt_of_row], input_ids[:, P:P + 1])]  # [N, 1]
+    # / temperature in fp32 BEFORE indexing the rows (fp32: the backward sums a group's G gradients, then divides,
+    # as it always did: bit-identical); in bf16 this keeps an fp32 [N, 1, V] copy, 1/T of the logits
+    scaled = prompt_logits.float() / temperature if temperature != 1.0 else prompt_logits.float()   # [U, 1, V]
+    logps = [selective_log_softmax(scaled[prompt_of_row], input_ids[:, P:P + 1])]               # [N, 1]
     if T > 1:
         cache.batch_select_indices(prompt_of_row)                                   # [U, ...] -> [N, h, P, d]
         logits = model(input_ids=input_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
                        position_ids=position_ids[:, P:-1], past_key_values=cache, use_cache=True).logits
-        logps.append(selective_log_softmax(scale(logits), input_ids[:, P + 1:]))     # [N, T-1]  tokens P+1..
+        logps.append(selective_log_softmax(logits, input_ids[:, P + 1:], temperature))  # [N, T-1]  tokens P+1..
     return torch.cat(logps, 1)                                                       # [N, T]  (no [N, T, V] copy)
 
 
@@ -298,7 +343,8 @@ def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
 def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor | None, advantages: torch.Tensor,
               completion_mask: torch.Tensor, ref_per_token_logps: torch.Tensor | None = None, beta: float = 0.0,
               epsilon_low: float = 0.2, epsilon_high: float = 0.2, loss_type: str = "grpo",
-              normalizer: float | None = None, use_bias_correction_kl: bool = True) -> tuple[torch.Tensor, dict]:
+              normalizer: float | None = None, use_bias_correction_kl: bool = True,
+              read_stats: bool = True) -> tuple[torch.Tensor, dict]:
     """Clipped GRPO surrogate with an optional k3 KL penalty to a frozen reference.
 
         ratio     = exp(logp - logp_old)
@@ -325,7 +371,9 @@ def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor |
     Returns (loss, stats) with stats: clip_ratio (share of real tokens where the clip binds, i.e. ratio >
     1 + epsilon_high with A > 0 or ratio < 1 - epsilon_low with A < 0: TRL's clip_ratio/region_mean), kl (mean
     over real tokens of the KL term as added to the loss, corrected or not, as TRL logs it; 0 when beta = 0),
-    num_tokens (real completion tokens).
+    num_tokens (real completion tokens). read_stats=False returns instead their sums over real tokens as 0-dim
+    tensors, {"clipped": ..., "kl_sum": ..., "num_tokens": ...}, without reading them from the device (a host
+    sync each); token_stats turns them into the numbers above (grpo_step reads all its micro-batches' at once).
     """
     if old_per_token_logps is None:
         old_per_token_logps = per_token_logps.detach()                      # num_iterations = 1
@@ -350,10 +398,22 @@ def grpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor |
         loss = total / (normalizer if normalizer is not None else mask.sum().clamp_min(1))
     else:
         raise ValueError(f"loss_type must be 'grpo' or 'dapo', got {loss_type!r}")
-    num_tokens = mask.sum().clamp_min(1)
-    stats = {"clip_ratio": ((pg_loss2 > pg_loss1).float() * mask).sum().item() / num_tokens.item(),
-             "kl": (kl.detach() * mask).sum().item() / num_tokens.item(), "num_tokens": int(mask.sum().item())}
-    return loss, stats
+    sums = {"clipped": ((pg_loss2 > pg_loss1).float() * mask).sum(), "kl_sum": (kl.detach() * mask).sum(),
+            "num_tokens": mask.sum()}                                       # 0-dim tensors: sums over real tokens
+    if not read_stats:
+        return loss, sums
+    return loss, token_stats(*torch.stack([s.double() for s in sums.values()]).tolist())
+
+
+def token_stats(clipped: float, kl_sum: float, num_tokens: float) -> dict:
+    """grpo_loss's stats from its sums over real tokens: clip_ratio and kl are means over the tokens (0 when
+    there are none), num_tokens an int.
+
+    >>> token_stats(1.0, 0.5, 4.0)
+    {'clip_ratio': 0.25, 'kl': 0.125, 'num_tokens': 4}
+    """
+    per_token = max(num_tokens, 1.0)                                        # no token: 0, not 0/0
+    return {"clip_ratio": clipped / per_token, "kl": kl_sum / per_token, "num_tokens": int(num_tokens)}
 
 
 def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model=None, *, beta: float = 0.0,
@@ -380,9 +440,14 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     group's rows are consecutive; a group split by a micro-batch boundary has its prompt encoded once in each
     of its micro-batches (still exact). Skipped rows need no prefix: they are not forwarded at all.
     scaler: a torch.amp.GradScaler for fp16 mixed precision (the loss is scaled before backward and the gradients
-    unscaled before clipping, so grad_norm and the clip are in true units); None otherwise.
-    Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping),
-    num_skipped / frac_skipped (rows not forwarded), num_tokens (trained completion tokens).
+    unscaled before clipping, so grad_norm and the clip are in true units); None otherwise. An inf/nan gradient
+    (an fp16 overflow) makes the scaler skip the optimizer step and halve its scale: normal in fp16 training (the
+    first steps find the scale so), reported as skipped_updates = 1 with grad_norm None.
+    Returns stats: loss, kl, clip_ratio (token means over trained tokens), grad_norm (before clipping; None when
+    the scaler skipped the step), skipped_updates (1 if it did, else 0), num_skipped / frac_skipped (rows not
+    forwarded), num_tokens (trained completion tokens). They are read from the device once, after the step.
+    Mixed precision (llm.set_precision): the micro-batches' forwards share one autocast region (_one_autocast_
+    region), so each weight is cast to bf16/fp16 once per step; each backward runs with autocast off.
     """
     if beta > 0 and ref_model is None:
         raise ValueError("beta > 0 needs a ref_model (beta = 0.0 disables the reference model)")
@@ -396,48 +461,84 @@ def grpo_step(model, optimizer, batch: dict, advantages: torch.Tensor, ref_model
     if shared_prefix:                                                              # a group's rows together
         _, prompt_of_row = prompt_groups(batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"])
         kept = kept[prompt_of_row[kept].argsort(stable=True)]                      # by prompt, then by length
-    forward = shared_prefix_logps if shared_prefix else per_token_logps            # same numbers, same grads
     # 2) One denominator for the whole batch, so skipping and micro-batching are exact (grpo_loss docstring).
     normalizer = float(N) if loss_type == "grpo" else float(mask.sum().clamp_min(1))
+    # 3) Every micro-batch's index work (trim_padding, prompt_groups: nonzero / unique, whose results size the
+    #    tensors) on the batch's CPU tensors, before anything runs on the device: on a GPU each would be a host
+    #    sync, the CPU waiting for the queued forward/backward work, between every forward and backward.
+    micro_batches = [_micro_batch(batch, kept[start:start + micro_batch_size], shared_prefix, device)
+                     for start in range(0, len(kept), micro_batch_size)]
     optimizer.zero_grad(set_to_none=True)
+    sums = []                                                 # per micro-batch: 0-dim tensors, read after the loop
+    with _one_autocast_region(model):                         # each weight cast to bf16/fp16 once per step
+        for rows, mb, groups in micro_batches:
+            # 4) Forward (padding columns trimmed), the reference under no_grad only when beta > 0; each prompt
+            #    encoded once (shared_prefix_logps, given the micro-batch's prompt groups).
+            forward = functools.partial(shared_prefix_logps, groups=groups) if shared_prefix else per_token_logps
+            T_mb = mb["logits_to_keep"]
+            inputs = (mb["input_ids"], mb["attention_mask"], T_mb)
+            logps = forward(model, *inputs, temperature=temperature)               # [n, T_mb]
+            ref = None
+            if beta > 0:
+                with torch.no_grad():
+                    ref = forward(ref_model, *inputs, temperature=temperature)      # [n, T_mb]
+            old = None if old_per_token_logps is None else old_per_token_logps[rows][:, :T_mb].to(logps)
+            # 5) Loss of this micro-batch over the shared denominator; gradients accumulate across micro-batches.
+            loss, mb_sums = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,
+                                      epsilon, epsilon if epsilon_high is None else epsilon_high, loss_type,
+                                      normalizer=normalizer, use_bias_correction_kl=use_bias_correction_kl,
+                                      read_stats=False)
+            with torch.autocast(device.type, enabled=False):  # backward outside autocast (PyTorch's advice),
+                (scaler.scale(loss) if scaler else loss).backward()   # the region (its weight casts) kept open
+            sums.append(torch.stack([loss.detach(), *mb_sums.values()]).double())  # [4] loss, clipped, kl, tokens
+    # 6) Clip the global gradient norm and step (no step at all if every row was skipped).
+    grad_norm, skipped_updates = torch.zeros(()), 0
+    if len(kept) > 0:
+        params = [p for p in model.parameters() if p.grad is not None]
+        if scaler:
+            scaler.unscale_(optimizer)                                             # true gradients before the clip
+            scale = scaler.get_scale()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf"))  # None/0: no clip
+        if scaler:
+            scaler.step(optimizer)                                                 # skipped if a gradient is inf/nan
+            scaler.update()                                                        # ... and then the scale halves
+            skipped_updates = int(scaler.get_scale() < scale)                      # an fp16 overflow: normal, logged
+        else:
+            optimizer.step()
+    # 7) Read the statistics: one host sync per step. Same arithmetic as reading each micro-batch's (bit-identical).
+    *per_mb, grad_norm = torch.cat(sums + [grad_norm.detach().double().reshape(1)]).tolist()
     stats = {"loss": 0.0, "kl": 0.0, "clip_ratio": 0.0, "num_tokens": 0}
-    for start in range(0, len(kept), micro_batch_size):
-        rows = kept[start:start + micro_batch_size]                                # [n] row indices
-        # 3) Forward the micro-batch (padding columns trimmed), reference under no_grad only when beta > 0.
-        mb = trim_padding({k: batch[k][rows].to(device) for k in ("input_ids", "attention_mask", "completion_mask")}
-                          | {"logits_to_keep": batch["logits_to_keep"]})
-        T_mb = mb["logits_to_keep"]
-        inputs = (mb["input_ids"], mb["attention_mask"], T_mb)
-        logps = forward(model, *inputs, temperature=temperature)                   # [n, T_mb]
-        ref = None
-        if beta > 0:
-            with torch.no_grad():
-                ref = forward(ref_model, *inputs, temperature=temperature)          # [n, T_mb]
-        old = None if old_per_token_logps is None else old_per_token_logps[rows][:, :T_mb].to(logps)
-        # 4) Loss of this micro-batch over the shared denominator; gradients accumulate across micro-batches.
-        loss, mb_stats = grpo_loss(logps, old, advantages[rows], mb["completion_mask"], ref, beta,
-                                   epsilon, epsilon if epsilon_high is None else epsilon_high, loss_type,
-                                   normalizer=normalizer, use_bias_correction_kl=use_bias_correction_kl)
-        (scaler.scale(loss) if scaler else loss).backward()
-        stats["loss"] += loss.item()
+    for k in range(0, len(per_mb), 4):
+        mb_loss, mb_stats = per_mb[k], token_stats(*per_mb[k + 1:k + 4])
+        stats["loss"] += mb_loss
         for key in ("kl", "clip_ratio"):                                           # token-weighted sums
             stats[key] += mb_stats[key] * mb_stats["num_tokens"]
         stats["num_tokens"] += mb_stats["num_tokens"]
     for key in ("kl", "clip_ratio"):
         stats[key] /= max(stats["num_tokens"], 1)
-    # 5) Clip the global gradient norm and step (no step at all if every row was skipped).
-    grad_norm = 0.0
-    if len(kept) > 0:
-        params = [p for p in model.parameters() if p.grad is not None]
-        if scaler:
-            scaler.unscale_(optimizer)                                             # true gradients before the clip
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm or float("inf")))  # None/0: no clip
-        if scaler:
-            scaler.step(optimizer)                                                 # skipped if a gradient is inf/nan
-            scaler.update()
-        else:
-            optimizer.step()
-    return stats | {"grad_norm": grad_norm, "num_skipped": N - len(kept), "frac_skipped": (N - len(kept)) / max(N, 1)}
+    return stats | {"grad_norm": None if skipped_updates else grad_norm, "skipped_updates": skipped_updates,
+                    "num_skipped": N - len(kept), "frac_skipped": (N - len(kept)) / max(N, 1)}
+
+
+def _micro_batch(batch: dict, rows: torch.Tensor, shared_prefix: bool, device) -> tuple:
+    """(rows, the micro-batch's tensors trimmed and on `device`, its prompt groups on `device` or None), the
+    index work done on the CPU copy (grpo_step, step 3)."""
+    mb = trim_padding({k: batch[k][rows].cpu() for k in ("input_ids", "attention_mask", "completion_mask")}
+                      | {"logits_to_keep": batch["logits_to_keep"]})
+    groups = prompt_groups(mb["input_ids"], mb["attention_mask"], mb["logits_to_keep"]) if shared_prefix else None
+    mb = {k: v.to(device) if torch.is_tensor(v) else v for k, v in mb.items()}             # ids [n, P'+T'], ...
+    return rows, mb, None if groups is None else tuple(t.to(device) for t in groups)        # [U], [n]
+
+
+def _one_autocast_region(model):
+    """An autocast region at the model's precision (llm.set_precision's `precision_ilr`; nothing in fp32), open
+    around all the forwards of one update, so that autocast casts each weight once per step, not once per
+    micro-batch (llm.autocast's docstring). Closed before the optimizer step: the next step casts the new weights."""
+    precision = getattr(model, "precision_ilr", "fp32")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(next(model.parameters()).device.type,
+                          dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 # ----------------------------------------------------------------------------------------------------------

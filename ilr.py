@@ -368,7 +368,7 @@ def make_agents(cfg: Config) -> list[Agent]:
             llm.place(ref, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
             ref.requires_grad_(False)
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()      # transformers 5.23's name (gradient_... goes in v6)
         model.eval()  # generation happens in eval() (KV cache on); train_step switches to train() for the update
         # fused: one kernel for all parameters (same algorithm; 0.72 s -> 0.19 s per step for 135M on this CPU,
         # bench/README.md); it needs every parameter on one device type with a floating dtype, which ours are.
@@ -522,7 +522,9 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
                "clip_ratio": float(np.mean([u["clip_ratio"] for u in updates])),
                "frac_skipped": float(np.mean([u["frac_skipped"] for u in updates])),
                "loss": float(np.mean([u["loss"] for u in updates])),
-               "grad_norm": float(np.mean([u["grad_norm"] for u in updates])),
+               "grad_norm": float(np.mean(norms)) if (norms := [u["grad_norm"] for u in updates
+                                                                 if u["grad_norm"] is not None]) else None,
+               "skipped_updates": sum(u["skipped_updates"] for u in updates),  # fp16 scaler skips (grpo_step)
                "completion_tokens": tokens, "tokens_per_second": generated / max(gen_seconds, 1e-9),
                "generation_seconds": gen_seconds, "train_seconds": train_seconds,
                "step_seconds": time.time() - t0, **stage_stats}

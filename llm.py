@@ -29,10 +29,12 @@ Choices (ours, not the paper's):
 4. Precision, with TRL / HF Trainer's names (`pick_precision`): weights are loaded in fp32 and stay fp32 (the
    "master weights"; AdamW's moments follow the parameters' dtype, so they are fp32 too); `bf16` mixed precision
    runs every forward pass (policy, reference, generation) under `torch.autocast(dtype=bfloat16)` — the default
-   on a CUDA GPU with bf16; `fp16` does the same in fp16 with a gradient scaler (ilr.py) — the default on a CUDA
-   GPU without bf16 (T4, RTX 20xx); fp32 on the CPU and on MPS. Why not simply bf16 weights: bf16 keeps 8
-   significant bits, so a weight of 0.02 moves in steps of 1.2e-4 and an AdamW update of lr = 1e-6 rounds to
-   nothing (tests/test_precision.py shows it). `torch_dtype="bfloat16"` (pure bf16 weights) exists, with a
+   on a CUDA GPU with bf16 arithmetic (compute capability >= 8, `has_bf16`); `fp16` does the same in fp16 with a
+   gradient scaler (ilr.py) — the default on a CUDA GPU without it (T4, RTX 20xx: their bf16 is emulated, slow);
+   fp32 on the CPU and on MPS. Under autocast the KV cache of generation holds K and V in bf16/fp16 (GrowingLayer),
+   and each `generate` is one autocast region (each weight cast once per call). Why not simply bf16 weights: bf16
+   keeps 8 significant bits, so a weight of 0.02 moves in steps of 1.2e-4 and an AdamW update of lr = 1e-6 rounds
+   to nothing (tests/test_precision.py shows it). `torch_dtype="bfloat16"` (pure bf16 weights) exists, with a
    warning. Loading with `from_pretrained(dtype=...)` and never `.to(dtype)` keeps RoPE's `inv_freq` in fp32.
 5. Sampling is exactly what GRPO scores: every `generate` call runs with a complete generation config of our own
    (`generation_config`), so the model's shipped one (Qwen's repetition_penalty, top_k, min_p, ...) never applies:
@@ -163,12 +165,20 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def has_bf16(device: torch.device) -> bool:
+    """True when the CUDA GPU `device` does bf16 arithmetic in hardware (compute capability >= 8: A100, RTX 30xx,
+    L4, H100, ...; ROCm GPUs too). Not `torch.cuda.is_bf16_supported()`: its default `including_emulation=True`
+    also answers True below capability 8 whenever a bf16 *tensor* can be created (pytorch PR #148322: a real T4
+    answers True), and bf16 matmuls are then emulated, slowly. A T4 / RTX 20xx (7.5) gets fp16."""
+    return torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def pick_precision(device: torch.device, bf16: bool | None = None, fp16: bool | None = None) -> str:
     """"bf16", "fp16" or "fp32": the autocast dtype of the forward passes (the weights stay fp32 in all three).
 
-    Unset (None) flags take the default of the device: bf16 on a CUDA GPU with bf16 support, else fp16 on a CUDA
-    GPU, else fp32 (CPU: bf16 matmuls are slow on most CPUs; MPS: fp32 until measured otherwise). Both can be set
-    on a CPU too (autocast works there: that is how the tests check mixed precision).
+    Unset (None) flags take the default of the device: bf16 on a CUDA GPU with bf16 arithmetic (has_bf16), else
+    fp16 on a CUDA GPU, else fp32 (CPU: bf16 matmuls are slow on most CPUs; MPS: fp32 until measured otherwise).
+    Both can be set on a CPU too (autocast works there: that is how the tests check mixed precision).
 
     >>> pick_precision(torch.device("cpu")), pick_precision(torch.device("cpu"), bf16=True)
     ('fp32', 'bf16')
@@ -176,13 +186,13 @@ def pick_precision(device: torch.device, bf16: bool | None = None, fp16: bool | 
     if bf16 and fp16:
         raise ModelError("--bf16 and --fp16 exclude each other: choose one")
     cuda = torch.device(device).type == "cuda"
-    if bf16 and cuda and not torch.cuda.is_bf16_supported():
+    if bf16 and cuda and not has_bf16(device):
         raise ModelError(f"--bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bf16 support; use "
                          f"--fp16 (its default), or --no-bf16 for fp32")
     if bf16 or fp16:
         return "bf16" if bf16 else "fp16"
     if bf16 is None and fp16 is None and cuda:
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if has_bf16(device) else "fp16"
     return "fp32"
 
 
@@ -196,7 +206,13 @@ def describe_runtime(device: torch.device, precision: str) -> str:
 
 
 def autocast(device: torch.device, precision: str):
-    """The context of a forward pass: torch.autocast in bf16/fp16, nothing in fp32."""
+    """The context of a forward pass: torch.autocast in bf16/fp16, nothing in fp32.
+
+    Autocast casts each fp32 weight to bf16/fp16 when an op uses it, and keeps the cast copy (its weight-cast
+    cache) only until the OUTERMOST autocast region exits. So one region around several forward passes that use
+    the same weights (all the steps of one `generate`; the micro-batches of one GRPO update) casts each weight
+    matrix once instead of once per forward: same values, less memory traffic (a decoding step of a small model
+    is bound by it). Only weights that require grad are cached (a frozen reference model is cast per forward)."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type,
@@ -463,7 +479,12 @@ def _growing_layer_class():
         """A DynamicLayer whose keys/values [B, heads, L, d] are views of a buffer with spare room: a new token is
         written after the last one (no copy of the L cached ones); when the room runs out the buffer doubles, so
         each cached position is copied O(1) times on average. A step that replaced self.keys (cache.batch_repeat_
-        interleave / batch_select_indices / crop) is noticed by identity and starts a new buffer from it."""
+        interleave / batch_select_indices / crop) is noticed by identity and starts a new buffer from it.
+
+        Under autocast the keys arrive in fp32 (RoPE multiplies the bf16 projection by fp32 cos/sin) beside bf16
+        values; they are stored in the autocast dtype, which is what attention (SDPA, in autocast's lower-precision
+        list) casts them to anyway: the same numbers, a cache of 2 + 2 B per element instead of 4 + 2, and no
+        copy of every layer's whole fp32 key cache to bf16 at each decoding step. fp32 runs are untouched."""
 
         def __init__(self, max_len: int | None = None):
             super().__init__()
@@ -471,6 +492,10 @@ def _growing_layer_class():
             self._keys = self._values = self._view = None                        # buffer [B, h, room, d], its view
 
         def update(self, key_states, value_states, *args, **kwargs):
+            device_type = key_states.device.type
+            if torch.is_autocast_enabled(device_type):  # keys and values in the autocast dtype, see below
+                dtype = torch.get_autocast_dtype(device_type)
+                key_states, value_states = key_states.to(dtype), value_states.to(dtype)
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             old = self.keys.shape[-2] if self.keys.numel() else 0
@@ -545,7 +570,8 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
     Prompts are sorted by token length and cut into batches of about `batch_size` sequences, so each
     forward pass pads little; each batch stops as soon as all its sequences produced EOS. The model is put in
     eval() (generation in train() with gradient checkpointing would run without its KV cache) and left there:
-    the GRPO update switches to train() and back itself.
+    the GRPO update switches to train() and back itself. Under mixed precision the whole call is one autocast
+    region (see `autocast`): each weight matrix is cast to bf16/fp16 once per call, not once per decoding step.
     """
     from tqdm.auto import tqdm
 
@@ -562,39 +588,45 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
     completion_ids: list = [None] * len(prompts)
     finished: list = [None] * len(prompts)
     chunks = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
-    for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2):
-        width = max(len(prompt_ids[b]) for b in chunk)                                    # P
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(prompt_ids[b])) + prompt_ids[b] for b in chunk])
-        attention_mask = torch.tensor([[0] * (width - len(prompt_ids[b])) + [1] * len(prompt_ids[b])
-                                       for b in chunk])
-        copies = n if temperature > 0 else 1  # greedy: the n samples are identical, so decode once
-        input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
-        max_len = width + max_new_tokens                                            # what the cache can reach
-        shared = copies > 1 and width > 1
-        if shared:
-            # The n samples of a prompt share its prefix: encode the prompt once, then give each sample a copy
-            # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
-            # Fusion prompts of ~400 tokens, most of the generation FLOPs). The samples are the same as with
-            # num_return_sequences: same logits, same random draws (tests/test_llm.py checks it).
-            cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=max_len)
-            cache.batch_repeat_interleave(copies)
-            input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (len(chunk)*copies, P)
-            attention_mask = attention_mask.repeat_interleave(copies, dim=0)
-        else:
-            cache = kv_cache(model, max_len)                                        # empty: model.generate fills it
-        config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
-                                   num_return_sequences=1 if shared else copies)
-        with own_generation_config(model, config):
-            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
-                                 generation_config=config)                          # (len(chunk)*copies, P+T)
-        new = out[:, width:].tolist()                                               # (len(chunk)*copies, T)
-        for j, b in enumerate(chunk):
-            cut = [_cut_at_eos(new[j * copies + (k if copies > 1 else 0)], eos) for k in range(n)]
-            completion_ids[b] = [c for c, _ in cut]
-            finished[b] = [f for _, f in cut]
+    with autocast(model.device, getattr(model, "precision_ilr", "fp32")):  # one region: each weight cast once
+        for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2):
+            cut = _generate_chunk(model, tokenizer, [prompt_ids[b] for b in chunk], n, temperature, top_p,
+                                  max_new_tokens, eos)
+            for b, row in zip(chunk, cut):
+                completion_ids[b], finished[b] = [c for c, _ in row], [f for _, f in row]
     texts = [[tokenizer.decode(c, skip_special_tokens=True) for c in row] for row in completion_ids]
     return Generation(texts=texts, prompt_ids=prompt_ids, completion_ids=completion_ids, finished=finished)
+
+
+def _generate_chunk(model, tokenizer, prompt_ids: list[list[int]], n, temperature, top_p, max_new_tokens, eos):
+    """`generate`'s work for one batch of prompts: ([n] completion ids, [n] finished) for each of them."""
+    width = max(len(p) for p in prompt_ids)                                    # P
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])                 # (B, P)
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids])     # (B, P)
+    copies = n if temperature > 0 else 1  # greedy: the n samples are identical, so decode once
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
+    max_len = width + max_new_tokens                                            # what the cache can reach
+    shared = copies > 1 and width > 1
+    if shared:
+        # The n samples of a prompt share its prefix: encode the prompt once, then give each sample a copy
+        # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
+        # Fusion prompts of ~400 tokens, most of the generation FLOPs). The samples are the same as with
+        # num_return_sequences: same logits, same random draws (tests/test_llm.py checks it).
+        cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=max_len)
+        cache.batch_repeat_interleave(copies)
+        input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (B*copies, P)
+        attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+    else:
+        cache = kv_cache(model, max_len)                                        # empty: model.generate fills it
+    config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
+                               num_return_sequences=1 if shared else copies)
+    with own_generation_config(model, config):
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                             generation_config=config)                          # (B*copies, P+T)
+    new = out[:, width:].tolist()                                               # (B*copies, T)
+    return [[_cut_at_eos(new[j * copies + (k if copies > 1 else 0)], eos) for k in range(n)]
+            for j in range(len(prompt_ids))]                                    # [B][n] (ids, finished)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def stub_step(monkeypatch, argv, answers, records, difficulty=None, abilities=No
     def grpo_step(model, optimizer, batch, advantages, ref_model=None, **kwargs):
         seen["advantages"].append(advantages.clone())
         seen["kwargs"].append(kwargs)
-        return {"kl": 0.0, "clip_ratio": 0.0, "frac_skipped": 0.0, "loss": 0.0, "grad_norm": 0.0}
+        return {"kl": 0.0, "clip_ratio": 0.0, "frac_skipped": 0.0, "loss": 0.0, "grad_norm": 0.0, "skipped_updates": 0}
 
     monkeypatch.setattr(ilr, "generate_groups", generate_groups)
     monkeypatch.setattr(grpo, "grpo_step", grpo_step)

@@ -585,7 +585,7 @@ def test_hf_gradient_checkpointing_drops_the_kv_cache_so_the_shared_forward_fall
     and the fallback in shared_prefix_logps may be lifted."""
     from transformers import DynamicCache
     model = fresh_tiny(tiny, seed=0)
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model.train()
     assert grpo.uses_checkpointing(model) and not grpo.uses_checkpointing(model.eval())
     model.train()
@@ -605,7 +605,7 @@ def test_grpo_step_with_gradient_checkpointing_equals_the_step_without(tiny):
     results = []
     for checkpointing in (False, True):
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         model.train()
         grpo.grpo_step(model, optimizer, batch, advantages, ref_model, beta=0.05, max_grad_norm=None)
         results.append(grads(model))

@@ -194,7 +194,7 @@ def test_generation_runs_in_eval_mode_whatever_mode_the_model_was_left_in(tmp_pa
     for mode in ("train", "eval"):
         model, tok = llm.tiny_model(seed=0)
         if mode == "train":
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
             model.train()
         irt.estimate_ability(model, tok, records, max_new_tokens=8, cache_dir=tmp_path / mode, progress=False)
         [cache] = (tmp_path / mode / "answers").glob("*.json")

@@ -3,6 +3,7 @@ device defaults to, and that mixed precision trains where pure bf16 weights do n
 availability checks are patched; autocast itself runs on the CPU (bf16 and fp16 both work there)."""
 import copy
 import dataclasses
+import types
 
 import pytest
 import torch
@@ -13,13 +14,23 @@ import ilr
 import llm
 
 
+A100, T4 = (8, 0), (7, 5)  # compute capabilities: bf16 arithmetic from 8.0 (Ampere) on; a T4 / RTX 20xx is 7.5
+
+
 @pytest.fixture
 def gpu(monkeypatch):
-    """Pretend a CUDA GPU is there; `gpu(bf16=False)` makes it a T4 (no bf16)."""
-    def fake(bf16=True, name="NVIDIA Tesla T4"):
+    """Pretend a CUDA GPU of compute capability `capability` is there; `gpu(T4)` makes it a T4. Only the device's
+    properties are faked: torch.cuda.is_bf16_supported is torch's own, so its default (including_emulation=True)
+    answers True on the fake T4 as on a real one (a bf16 tensor can be created there)."""
+    def fake(capability=A100, name=None):
+        name = name or {A100: "NVIDIA A100-SXM4-40GB", T4: "NVIDIA Tesla T4"}[capability]
+        properties = types.SimpleNamespace(major=capability[0], minor=capability[1], name=name)
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: name)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: properties)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)  # bf16 tensors: yes
     return fake
 
 
@@ -50,18 +61,28 @@ def test_a_device_that_is_not_there_is_one_line(monkeypatch):
 
 def test_precision_defaults_bf16_gpu_then_fp16_gpu_then_fp32(monkeypatch, gpu):
     cuda, cpu, mps = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
-    gpu(bf16=True)
+    gpu(A100)
     assert llm.pick_precision(cuda) == "bf16"
     assert llm.pick_precision(cuda, bf16=False) == "fp32"              # --no-bf16: plain fp32, not fp16
     assert llm.pick_precision(cuda, fp16=True) == "fp16"
-    gpu(bf16=False)
+    gpu(T4)
     assert llm.pick_precision(cuda) == "fp16"                          # T4, RTX 20xx: the fallback default
     assert llm.pick_precision(cpu) == llm.pick_precision(mps) == "fp32"
     assert llm.pick_precision(cpu, bf16=True) == "bf16"                # settable on the CPU (how we test it)
 
 
+def test_a_t4_gets_fp16_though_torch_says_bf16_is_supported_by_default(gpu):
+    """torch.cuda.is_bf16_supported() (including_emulation=True by default) answers True on a T4, whose bf16 is
+    emulated (pytorch PR #148322); the precision is decided from the bf16 arithmetic the GPU has (capability >= 8)."""
+    gpu(T4)
+    assert torch.cuda.is_bf16_supported() and not torch.cuda.is_bf16_supported(including_emulation=False)
+    assert not llm.has_bf16(torch.device("cuda")) and llm.pick_precision(torch.device("cuda")) == "fp16"
+    gpu(A100)
+    assert llm.has_bf16(torch.device("cuda")) and llm.pick_precision(torch.device("cuda")) == "bf16"
+
+
 def test_bf16_on_a_gpu_without_bf16_is_refused_in_one_line_before_loading(monkeypatch, gpu):
-    gpu(bf16=False)
+    gpu(T4)
     with pytest.raises(llm.ModelError, match=r"^--bf16: this GPU \(NVIDIA Tesla T4\) has no bf16 support; use "
                                              r"--fp16 \(its default\), or --no-bf16 for fp32$"):
         llm.pick_precision(torch.device("cuda"), bf16=True)
