@@ -313,12 +313,17 @@ def stopped_by_ctrl_c(argv):
     pytest.fail("the run went on after Ctrl-C")
 
 
-def test_ctrl_c_while_loading_the_models_is_one_line(tmp_path, monkeypatch):
+def test_ctrl_c_while_loading_the_models_is_one_line_and_keeps_the_checkpoint(tmp_path, run_copy, monkeypatch):
     monkeypatch.setattr(ilr, "make_agents", ctrl_c)
-    message = stopped_by_ctrl_c(FAST + ["--output_dir", str(tmp_path / "run")])
+    message = stopped_by_ctrl_c(FAST + ["--output_dir", str(tmp_path / "new")])            # a new run
     assert message.count("\n") == 0 and "stopped by Ctrl-C outside the training loop" in message
-    assert f"continue with python ilr.py --resume {tmp_path / 'run'}" in message
-    assert not (tmp_path / "run" / "lock").exists()
+    assert f"continue with python ilr.py --resume {tmp_path / 'new'}" in message
+    assert not (tmp_path / "new" / "lock").exists()
+    before = files(run_copy / "checkpoint") | files(run_copy / "final")
+    message = stopped_by_ctrl_c(["--resume", str(run_copy), "--max_steps", "2"])           # a resumed one
+    assert "stopped by Ctrl-C outside the training loop" in message
+    assert files(run_copy / "checkpoint") | files(run_copy / "final") == before
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith((".tmp", ".part")) or p.name == "lock"]
 
 
 def test_ctrl_c_during_the_base_evaluation_is_one_line(tmp_path, monkeypatch):
