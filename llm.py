@@ -224,7 +224,7 @@ def place(model, device, precision: str | None = None, torch_dtype=torch.float32
     device = pick_device(device) if isinstance(device, str) else torch.device(device)
     model.to(device=device)
     for param in model.parameters():  # pure half-precision weights only when asked (header, choice 4)
-        if param.dtype != torch_dtype:
+        if param.dtype.is_floating_point and param.dtype != torch_dtype:  # (a 4-bit base's packed uint8 stays)
             param.data = param.data.to(torch_dtype)
     return set_precision(model, precision or pick_precision(device))
 
@@ -274,24 +274,31 @@ def _hub_error(name: str, error: Exception) -> ModelError:
                       f"model")
 
 
-def load_model(name: str | None = None, device=None, precision: str | None = None, torch_dtype=torch.float32):
-    """(model, tokenizer) for `name`: None or "smollm2-135m" (embedded), a local directory, or a Hub id.
+def load_model(name: str | None = None, device=None, precision: str | None = None, torch_dtype=torch.float32,
+               quantization_config=None):
+    """(model, tokenizer) for `name`: None or "smollm2-135m" (embedded), a local directory, or a Hub id; a
+    directory holding a LoRA adapter (adapter_config.json, `ilr.py --use_peft`) gives its base + the adapter.
 
     device: a torch device or "auto" (None = auto); precision: "bf16" | "fp16" | "fp32" autocast (None = the
-    device's default, `pick_precision`); torch_dtype: the weights' dtype, fp32 unless pure bf16 is asked for.
+    device's default, `pick_precision`); torch_dtype: the weights' dtype, fp32 unless pure bf16 is asked for;
+    quantization_config: a transformers BitsAndBytesConfig (QLoRA's 4-bit base, adapters.py), else None.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
     source = model_source(name)
     path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    if source == "local" and (path / "adapter_config.json").is_file():
+        import adapters                                    # base named in the folder + adapter (adapters.py)
+        return _finish(*adapters.load_adapter_model(path, torch_dtype), device, precision)
     if source == "local" and not (path / "config.json").is_file():
         raise ModelError(f"{path} is a directory but holds no model (no config.json)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         # dtype= at load (a bf16 checkpoint, like Qwen's, is upcast to fp32 here); buffers such as RoPE's inv_freq
         # are computed in fp32 whatever the dtype.
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        quantized = dict(quantization_config=quantization_config, device_map={"": "cpu"}) if quantization_config else {}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **quantized)
     except OSError as e:  # transformers raises OSError for unreachable / unknown Hub ids
         raise _hub_error(name, e) from None
     model.name_or_path_ilr = name or EMBEDDED  # a stable name for caches and logs
