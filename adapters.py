@@ -32,6 +32,7 @@ Choices (OURS; the paper trains whole models):
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def base_name(name: str, seed: int) -> str:
     absolute path for a local folder (so the adapter loads from any working directory)."""
     if name == "tiny":
         return f"tiny:{seed}"
-    return str(Path(name).expanduser().resolve()) if llm.model_source(name) == "local" else name
+    return str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
 
 
 def load_base(name: str, torch_dtype=torch.float32, quantization_config=None):
@@ -140,9 +141,8 @@ def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> 
         if cfg.gradient_checkpointing:
             base.gradient_checkpointing_enable()
             base.enable_input_require_grads()                      # a frozen embedding's output needs a grad path
-        model = attach_adapters(base, adapters, config)
-        model.peft_config[adapters[0]].base_model_name_or_path = base_name(name, cfg.seed)
-        for adapter in adapters[1:]:
+        model = attach_adapters(base, adapters, copy.deepcopy(config))     # a config object per base
+        for adapter in adapters:                                   # written to adapter_config.json
             model.peft_config[adapter].base_model_name_or_path = base_name(name, cfg.seed)
         model.eval()
         shared[name] = (model, tokenizer)
