@@ -138,9 +138,8 @@ def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> 
             base, tokenizer = load(name, cfg.seed)
             llm.place(base, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
         base.requires_grad_(False)                                 # frozen: only adapters train
-        if cfg.gradient_checkpointing:
-            base.gradient_checkpointing_enable()
-            base.enable_input_require_grads()                      # a frozen embedding's output needs a grad path
+        if cfg.gradient_checkpointing:  # transformers 5 checkpoints non-reentrantly: a frozen embedding needs no
+            base.gradient_checkpointing_enable()                   # enable_input_require_grads (tests check grads)
         model = attach_adapters(base, adapters, copy.deepcopy(config))     # a config object per base
         for adapter in adapters:                                   # written to adapter_config.json
             model.peft_config[adapter].base_model_name_or_path = base_name(name, cfg.seed)
