@@ -33,16 +33,13 @@ Choices (OURS; the paper trains whole models):
 from __future__ import annotations
 
 import copy
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 import llm
 
-ADAPTER_CONFIG = "adapter_config.json"   # PEFT's file: what makes a folder an adapter
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
@@ -90,27 +87,6 @@ def base_name(name: str, seed: int) -> str:
     return str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
 
 
-def load_base(name: str, torch_dtype=torch.float32, quantization_config=None):
-    """(model, tokenizer) on the CPU for a recorded base name: "tiny[:SEED]", the embedded model, a folder or a
-    Hub id. A 4-bit base is loaded with `quantization_config` (the tiny model is built, saved and reloaded:
-    bitsandbytes quantises at load time)."""
-    from transformers import AutoModelForCausalLM
-
-    if name == "tiny" or name.startswith("tiny:"):
-        model, tokenizer = llm.tiny_model(seed=int(name.partition(":")[2] or 0))
-        if quantization_config is None:
-            return model, tokenizer
-        with tempfile.TemporaryDirectory() as folder:
-            model.save_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quantization_config,
-                                                         device_map={"": "cpu"})
-        model.name_or_path_ilr = f"tiny-{name}"
-        return model, tokenizer
-    if quantization_config is None:
-        return llm.load_model(name, device="cpu", precision="fp32", torch_dtype=torch_dtype)
-    return llm.load_model(name, device="cpu", precision="fp32", quantization_config=quantization_config)
-
-
 def nf4_config(precision: str):
     """QLoRA's base quantisation (Dettmers et al. 2023; TRL's get_quantization_config): NF4, double quantisation,
     matmuls in the run's precision (bf16 / fp16 autocast, else fp32)."""
@@ -130,7 +106,7 @@ def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> 
     for name in dict.fromkeys(names):                              # distinct names, in order
         adapters = [f"agent{i}" for i, n in enumerate(names) if n == name]
         if cfg.load_in_4bit:
-            base, tokenizer = load_base(base_name(name, cfg.seed), quantization_config=nf4_config(precision))
+            base, tokenizer = llm.load_base(base_name(name, cfg.seed), quantization_config=nf4_config(precision))
             peft = need_package("peft", "--use_peft")
             llm.place(base, device, precision)                     # packed 4-bit weights move, keep their dtype
             base = peft.prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)  # fp32 norms
@@ -258,40 +234,13 @@ class ReferenceView(AgentView):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Loading an adapter folder (evaluate.py, irt.py, idea3.py through llm.load_model) and merging it
+# Merging an adapter folder into its base (loading one is llm.load_adapter's: every command line loads them)
 # ----------------------------------------------------------------------------------------------------------
-
-def is_adapter(folder) -> bool:
-    return (Path(folder).expanduser() / ADAPTER_CONFIG).is_file()
-
-
-def recorded_base(folder) -> str:
-    """The base model named in `folder`'s adapter_config.json."""
-    base = json.loads((Path(folder).expanduser() / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
-    if not base:
-        raise llm.ModelError(f"{folder}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
-    return base
-
-
-def load_adapter_model(folder, torch_dtype=torch.float32):
-    """(PeftModel, tokenizer) on the CPU: the base named in `folder` + its adapter (inference; llm.load_model
-    places it). The tokenizer is the folder's when saved there (ilr saves it), else the base's."""
-    peft = need_package("peft", f"the adapter {folder}")
-    from transformers import AutoTokenizer
-
-    folder = Path(folder).expanduser()
-    base, tokenizer = load_base(recorded_base(folder), torch_dtype=torch_dtype)
-    model = peft.PeftModel.from_pretrained(base, str(folder))
-    model.name_or_path_ilr = str(folder)
-    if (folder / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    return model, tokenizer
-
 
 def merge(folder, out) -> Path:
     """Write base + adapter of `folder` as ONE plain Hugging Face model in `out` (PEFT's merge_and_unload: W + (alpha
     / r) B A in every adapted layer), with the tokenizer: what vLLM or lm-eval load without PEFT."""
-    model, tokenizer = load_adapter_model(folder)
+    model, tokenizer = llm.load_adapter(folder)
     merged = model.merge_and_unload()
     out = Path(out)
     merged.save_pretrained(out)
@@ -304,8 +253,8 @@ def main(argv: list[str] | None = None) -> Path:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3 or argv[0] != "merge":
         sys.exit("usage: python adapters.py merge ADAPTER_FOLDER OUT_DIR   (e.g. runs/ilr/final/agent0 merged/)")
-    if not is_adapter(argv[1]):
-        sys.exit(f"adapters.py: error: {argv[1]} holds no {ADAPTER_CONFIG} (not an adapter folder)")
+    if not (Path(argv[1]) / llm.ADAPTER_CONFIG).is_file():
+        sys.exit(f"adapters.py: error: {argv[1]} holds no {llm.ADAPTER_CONFIG} (not an adapter folder)")
     try:
         out = merge(argv[1], argv[2])
     except llm.ModelError as e:
