@@ -46,7 +46,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 def need_package(name: str, what: str):
     """Import `name` or stop with one line that names the package (llm.ModelError: the CLIs print it)."""
     import importlib
+    import logging
 
+    # bitsandbytes (which peft imports) logs at import that the optional `kernels` package is missing on a CPU: its
+    # own CPU code then runs the 4-bit matmuls (the tests run them), so the line says nothing a user must act on.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         return importlib.import_module(name)
     except ImportError:
