@@ -85,7 +85,11 @@ def adapter_parameters(model, adapter: str) -> list[tuple[str, torch.nn.Paramete
 
 def base_name(name: str, seed: int) -> str:
     """What adapter_config.json records as the base: ilr's model name; "tiny:SEED" for the test model, and an
-    absolute path for a local folder (so the adapter loads from any working directory)."""
+    absolute path for a local folder (so the adapter loads from any working directory).
+
+    >>> base_name("tiny", 3), base_name("smollm2-135m", 0), base_name("Qwen/Qwen2.5-7B-Instruct", 0)
+    ('tiny:3', 'smollm2-135m', 'Qwen/Qwen2.5-7B-Instruct')
+    """
     if name == "tiny":
         return f"tiny:{seed}"
     return str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
