@@ -27,7 +27,8 @@ Where this file departs from, or fills in, the paper (each is a setting of `Conf
    smallest change that gives it something to do.
 2. OPEN: which Idea3 tokens are trained. OURS: the Fusion answers (`train_stages="fusion"`); "sharing,fusion" also
    trains G sampled Sharing answers, which use the test-time prompt (each stage is its own GRPO group).
-3. OURS: two agents that start from the same model are two independent copies (own weights, optimizer, reference).
+3. OURS: two agents that start from the same model are two independent copies (own weights, optimizer, reference);
+   with `--use_peft` each is a LoRA adapter on ONE shared frozen base, the reference the base alone (adapters.py).
 4. OURS: every random choice of step s (questions, sampling, random modes) is seeded by (seed, s), so `--resume`
    reproduces a straight run exactly; checkpoints also keep the RNG states.
 5. `--method grpo` is the paper's single-agent baseline: each agent trains alone on the same questions with the
@@ -61,6 +62,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+import adapters
 import data
 import evaluate
 import grpo
@@ -358,21 +360,27 @@ def make_agents(cfg: Config) -> list[Agent]:
               f"{cfg.torch_dtype}: an update much smaller than a weight rounds to nothing (at lr 1e-6 most do); "
               f"mixed precision (--bf16) keeps fp32 weights", flush=True)
     agents = []
+    # --use_peft (choice 3): (model, ref_model, tokenizer) per agent, adapter agent{i} on its model's shared base
+    with_adapters = adapters.make_adapter_agents(cfg, model_names(cfg), load_agent_model, device, precision) \
+        if cfg.use_peft else None
     for i, name in enumerate(model_names(cfg)):
-        # OURS (choice 3): each agent its own copy
-        model, tokenizer = load_agent_model(name, cfg.seed)
-        llm.place(model, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
-        ref = None
-        if cfg.beta > 0:
-            ref, _ = load_agent_model(name, cfg.seed)
-            llm.place(ref, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
-            ref.requires_grad_(False)
-        if cfg.gradient_checkpointing:
-            model.activation_checkpointing_enable()      # transformers 5.23's name (gradient_... goes in v6)
+        if with_adapters:
+            model, ref, tokenizer = with_adapters[i]
+        else:
+            # OURS (choice 3): each agent its own copy
+            model, tokenizer = load_agent_model(name, cfg.seed)
+            llm.place(model, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
+            ref = None
+            if cfg.beta > 0:
+                ref, _ = load_agent_model(name, cfg.seed)
+                llm.place(ref, device, precision, llm.TORCH_DTYPES[cfg.torch_dtype])
+                ref.requires_grad_(False)
+            if cfg.gradient_checkpointing:
+                model.activation_checkpointing_enable()  # transformers 5.23's name (gradient_... goes in v6)
         model.eval()  # generation happens in eval() (KV cache on); train_step switches to train() for the update
-        # fused: one kernel for all parameters (same algorithm; 0.72 s -> 0.19 s per step for 135M on this CPU,
-        # bench/README.md); it needs every parameter on one device type with a floating dtype, which ours are.
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0, fused=True)
+        # fused AdamW: one kernel for all parameters (same algorithm; 0.72 s -> 0.19 s per step for 135M on this
+        # CPU, bench/README.md); or --optim adamw_8bit. An adapter agent's parameters() are its adapter's only.
+        optimizer = adapters.make_optimizer(model.parameters(), cfg.optim, cfg.learning_rate)
         scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         agents.append(Agent(f"agent{i}:{name}", model, tokenizer, optimizer, ref, scaler))
     return agents

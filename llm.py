@@ -10,6 +10,7 @@ GRPO update (grpo.py) scores exactly those tokens and never re-tokenises text.
     model, tokenizer = llm.load_model()                      # embedded SmolLM2-135M-Instruct, offline
     model, tokenizer = llm.load_model("Qwen/Qwen2.5-0.5B-Instruct")   # a Hub id (the Hub, or its local cache)
     model, tokenizer = llm.tiny_model()                      # random 2-layer Llama, real tokenizer: for tests
+    model, tokenizer = llm.load_model("runs/ilr/final/agent0")    # a LoRA adapter folder: its base + the adapter
     out = llm.generate(model, tokenizer, ["What is 2 + 3?"], n=4, temperature=1.0, max_new_tokens=64)
     out.texts[0][0], out.prompt_ids[0], out.completion_ids[0][0]
 
@@ -290,7 +291,7 @@ def place(model, device, precision: str | None = None, torch_dtype=torch.float32
     device = pick_device(device) if isinstance(device, str) else torch.device(device)
     model.to(device=device)
     for param in model.parameters():  # pure half-precision weights only when asked (header, choice 4)
-        if param.dtype != torch_dtype:
+        if param.dtype.is_floating_point and param.dtype != torch_dtype:  # (a 4-bit base's packed uint8 stays)
             param.data = param.data.to(torch_dtype)
     return set_precision(model, precision or pick_precision(device))
 
@@ -340,17 +341,22 @@ def _hub_error(name: str, error: Exception) -> ModelError:
                       f"model")
 
 
-def load_model(name: str | None = None, device=None, precision: str | None = None, torch_dtype=torch.float32):
-    """(model, tokenizer) for `name`: None or "smollm2-135m" (embedded), a local directory, or a Hub id.
+def load_model(name: str | None = None, device=None, precision: str | None = None, torch_dtype=torch.float32,
+               quantization_config=None):
+    """(model, tokenizer) for `name`: None or "smollm2-135m" (embedded), a local directory, or a Hub id; a
+    directory holding a LoRA adapter (adapter_config.json, `ilr.py --use_peft`) gives its base + the adapter.
 
     device: a torch device or "auto" (None = auto); precision: "bf16" | "fp16" | "fp32" autocast (None = the
-    device's default, `pick_precision`); torch_dtype: the weights' dtype, fp32 unless pure bf16 is asked for.
+    device's default, `pick_precision`); torch_dtype: the weights' dtype, fp32 unless pure bf16 is asked for;
+    quantization_config: a transformers BitsAndBytesConfig (QLoRA's 4-bit base, adapters.py), else None.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
     source = model_source(name)
     path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    if source == "local" and (path / ADAPTER_CONFIG).is_file():
+        return _finish(*load_adapter(path, torch_dtype), device, precision)   # its base + the adapter
     if source == "local" and not (path / "config.json").is_file():
         raise ModelError(f"{path} is a directory but holds no model (no config.json)")
     if source == "local":
@@ -359,7 +365,8 @@ def load_model(name: str | None = None, device=None, precision: str | None = Non
         tokenizer = AutoTokenizer.from_pretrained(path)
         # dtype= at load (a bf16 checkpoint, like Qwen's, is upcast to fp32 here); buffers such as RoPE's inv_freq
         # are computed in fp32 whatever the dtype.
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        quantized = dict(quantization_config=quantization_config, device_map={"": "cpu"}) if quantization_config else {}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **quantized)
     except OSError as e:  # transformers raises OSError for unreachable / unknown Hub ids
         raise _hub_error(name, e) from None
     model.name_or_path_ilr = name or EMBEDDED  # a stable name for caches and logs
@@ -399,6 +406,55 @@ def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, device
     model = LlamaForCausalLM(config)
     model.name_or_path_ilr = f"tiny-{seed}-{hidden_size}x{num_layers}"
     return _finish(model, tokenizer, device, precision)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# LoRA adapter folders (`ilr.py --use_peft` writes them; adapters.py): the base they name + the adapter
+# ----------------------------------------------------------------------------------------------------------
+
+ADAPTER_CONFIG = "adapter_config.json"   # PEFT's file: what makes a folder an adapter
+
+
+def load_base(name: str, torch_dtype=torch.float32, quantization_config=None):
+    """(model, tokenizer) on the CPU, fp32 autocast, for a base name as an adapter records it: "tiny[:SEED]"
+    (tiny_model), the embedded model, a folder or a Hub id. With `quantization_config` (QLoRA's 4-bit base) the
+    tiny model is built, saved and reloaded: bitsandbytes quantises at load time."""
+    from transformers import AutoModelForCausalLM
+
+    if name == "tiny" or name.startswith("tiny:"):
+        model, tokenizer = tiny_model(seed=int(name.partition(":")[2] or 0))
+        if quantization_config is None:
+            return model, tokenizer
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quantization_config,
+                                                         device_map={"": "cpu"})
+        model.name_or_path_ilr = f"{name}-4bit"
+        return model, tokenizer
+    return load_model(name, device="cpu", precision="fp32", torch_dtype=torch_dtype,
+                      quantization_config=quantization_config)
+
+
+def load_adapter(folder, torch_dtype=torch.float32):
+    """(PeftModel, tokenizer) on the CPU: the base named in `folder`'s adapter_config.json + the adapter, for
+    inference. The tokenizer is the folder's when saved there (ilr.py saves it), else the base's."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder).expanduser()
+    base = json.loads((folder / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelError(f"{folder}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+    if importlib.util.find_spec("peft") is None:
+        raise ModelError(f"{folder} is a LoRA adapter: loading it needs the package 'peft' "
+                         f"(pip install -r requirements.txt)")
+    from peft import PeftModel
+
+    model, tokenizer = load_base(base, torch_dtype=torch_dtype)
+    model = PeftModel.from_pretrained(model, str(folder))
+    model.name_or_path_ilr = str(folder)
+    if (folder / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    return model, tokenizer
 
 
 # ----------------------------------------------------------------------------------------------------------
