@@ -355,12 +355,12 @@ def load_model(name: str | None = None, device=None, precision: str | None = Non
     _quiet_transformers()
     source = model_source(name)
     path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    if source == "local":
+        verify_checksums(path)            # ilr.py's final/agent{i}/ (if it carries checksums.json), adapter or not
     if source == "local" and (path / ADAPTER_CONFIG).is_file():
         return _finish(*load_adapter(path, torch_dtype), device, precision)   # its base + the adapter
     if source == "local" and not (path / "config.json").is_file():
         raise ModelError(f"{path} is a directory but holds no model (no config.json)")
-    if source == "local":
-        verify_checksums(path)            # ilr.py's final/agent{i}/ (if it carries checksums.json)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         # dtype= at load (a bf16 checkpoint, like Qwen's, is upcast to fp32 here); buffers such as RoPE's inv_freq

@@ -184,6 +184,13 @@ def test_adapter_resume_is_exact_and_checkpoints_hold_only_the_adapters(tmp_path
     final = tmp_path / "straight" / "final" / "agent1"
     assert json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny:0"
     assert (final / "adapter_model.safetensors").stat().st_size < 1_000_000 and not (final / "config.json").exists()
+    # the adapter folder carries the checksums of issue 25, and loading it checks them (one line naming the file)
+    assert llm.CHECKSUMS in {p.name for p in final.iterdir()}
+    content = bytearray((final / "adapter_model.safetensors").read_bytes())
+    content[len(content) // 2] ^= 0x80
+    (final / "adapter_model.safetensors").write_bytes(bytes(content))
+    with pytest.raises(llm.ModelError, match="adapter_model.safetensors: does not match its checksum"):
+        llm.load_model(str(final), device="cpu")
 
 
 def saved_agent(tmp_path, **settings):
