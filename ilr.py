@@ -917,6 +917,9 @@ def main(argv: list[str] | None = None) -> dict:
 def run_training(argv: list[str]) -> dict:
     cfg, resume = parse_args(argv)
     check_config(cfg)
+    if cfg.dry_run:                           # the memory plan (memory.py): no weights loaded, nothing written
+        import memory
+        return memory.dry_run(cfg)
     run = resume or Path(cfg.output_dir)
     run.mkdir(parents=True, exist_ok=True)
     lock = lock_run(run)                      # from here on this process is the only writer of `run`
