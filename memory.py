@@ -118,7 +118,7 @@ def model_shape(name: str, config=None, target_modules: str = "all-linear") -> S
     """Count the parameters of `name`'s model built on the meta device (no memory, no weights).
 
     >>> s = model_shape("tiny")
-    >>> s.layers, s.hidden, s.params < 4_000_000, s.lora_per_rank == 2 * (4 * 64 + 64 + 32 + 32 + 3 * 192)
+    >>> s.layers, s.hidden, s.params < 4_000_000, s.lora_per_rank == 2 * (4 * 64 + 2 * (64 + 32) + 3 * (64 + 128))
     (2, 64, True, True)
     """
     from transformers import AutoModelForCausalLM
@@ -178,8 +178,8 @@ def prompt_tokens(cfg) -> dict[str, int]:
     """Planned prompt length of each Idea3 stage (choice 4); --method grpo: the question alone.
 
     >>> from types import SimpleNamespace as C
-    >>> prompt_tokens(C(method="ilr", num_agents=2, peer_token_budget=128))
-    {'sharing': 256, 'analysis': 586, 'fusion': 842}
+    >>> prompt_tokens(C(method="ilr", num_agents=2, peer_token_budget=128))   # 256 + 64 + 2 (or 4) x 133
+    {'sharing': 256, 'analysis': 586, 'fusion': 852}
     """
     if cfg.method == "grpo":
         return {"sharing": QUESTION_TOKENS}
@@ -432,3 +432,66 @@ def dry_run(cfg) -> dict:
     print(format_plan(p), flush=True)
     return {"plan": {"parts": {label: value for label, value, _ in p.parts}, "phases": p.phases,
                      "fits": fits(p.peak)}}
+
+
+def _held_after_forward(config, precision: str, adapters: bool, dropout: float, rank: int, tokens=(4, 48, 16)):
+    """Bytes autograd holds after grpo.per_token_logps on a random model of `config` (N rows, P + T tokens)."""
+    import grpo
+    import llm
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    if adapters:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=dropout,
+                                                 target_modules="all-linear"))
+    llm.set_precision(model, "bf16" if precision == "half" else "fp32")
+    model.train()
+    N, P, T = tokens
+    ids = torch.randint(3, config.vocab_size, (N, P + T))
+    with LiveBytes(*model.parameters()) as live:
+        logps = grpo.per_token_logps(model, ids, torch.ones_like(ids), T, temperature=0.7)   # noqa: F841 (held)
+        return live.now - sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def measure_activation_bytes(precision: str, adapters: bool, dropout: bool) -> tuple[float, ...]:
+    """Re-measure one ACTIVATION_BYTES row: bytes held per token and layer (6 layers minus 2, so the embedding and
+    logits cancel) on Llama configs that differ in one size at a time, as coefficients of (hidden, intermediate,
+    q dim, kv dim, rank). Half precision: bf16 autocast on an fp32 model, whose 2 B per linear weight that
+    autocast keeps are taken out (the plan counts them as 'autocast copies'); for adapters on a half base too."""
+    from transformers import LlamaConfig
+
+    def per_token(h=256, i=512, heads=4, kv=2, r=16):
+        config = lambda layers: LlamaConfig(vocab_size=512, hidden_size=h, intermediate_size=i, num_hidden_layers=layers,
+                                            num_attention_heads=heads, num_key_value_heads=kv, head_dim=64)
+        held = [_held_after_forward(config(n), precision, adapters, 0.05 if dropout else 0.0, r) for n in (6, 2)]
+        linear = h * (heads + 2 * kv) * 64 + heads * 64 * h + 3 * h * i           # weights of one layer's linears
+        copies = 2 * linear / (4 * 64) if precision == "half" else 0             # per token (4 rows x 64 tokens)
+        return (held[0] - held[1]) / 4 / (4 * 64) - copies
+    base = per_token()
+    return ((per_token(h=512) - base) / 256, (per_token(i=1024) - base) / 512,
+            (per_token(heads=8) - base - 16) / 256, (per_token(kv=4) - base) / 128,
+            (per_token(r=32) - base) / 16 if adapters else 0)
+
+
+def measure_logit_bytes(precision: str, T: int = 48) -> float:
+    """Re-measure LOGIT_BYTES: the peak bytes per logit of a GRPO forward + backward, from two 2-layer models that
+    differ only in their vocabulary (65,536 vs 512), less the larger one's embedding gradient."""
+    import grpo
+    import llm
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def peak(vocab):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             tie_word_embeddings=True))      # one V x h gradient to take out
+        llm.set_precision(model, "bf16" if precision == "half" else "fp32")
+        model.train()
+        ids = torch.randint(3, 500, (4, 48 + T))
+        with LiveBytes(*model.parameters()) as live:
+            grpo.per_token_logps(model, ids, torch.ones_like(ids), T, temperature=0.7).sum().backward()
+        return live.peak
+    extra_vocab = 65536 - 512
+    return (peak(65536) - peak(512) - extra_vocab * 64 * 4) / (4 * (T + 1) * extra_vocab)
