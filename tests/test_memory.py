@@ -133,6 +133,17 @@ def test_planned_training_peak_is_within_20_percent_of_the_measured_one_embedded
     assert abs(planned - measured) <= 0.2 * measured, (planned, measured)
 
 
+def test_planned_question_length_covers_95_percent_of_math_prompts(data_dir):
+    import data
+    import evaluate
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(llm._embedded_dir())
+    lengths = sorted(len(llm.chat_prompt_ids(tokenizer, evaluate.test_prompt(r)))
+                     for r in data.load_benchmark("math", data_dir, split="test"))
+    assert lengths[int(0.95 * len(lengths))] <= memory.QUESTION_TOKENS < lengths[int(0.99 * len(lengths))]
+
+
 def test_live_bytes_counts_a_storage_once_and_frees_it():
     x = torch.zeros(256)
     with memory.LiveBytes() as live:
