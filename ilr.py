@@ -165,8 +165,8 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
 # MATH questions, the seven benchmarks.
 GPU_MATH = dict(train_data="math", val_data="math", num_val=1000, max_steps=300, questions_per_step=8,
                 num_generations=8, max_completion_length=512, peer_token_budget=384, beta=0.0,
-                gradient_checkpointing=True, eval_benchmarks="gsm8k,math500,minerva_math,olympiadbench,aime24,aime25,mbpp",
-                eval_limit=0, eval_max_new_tokens=1024, save_steps=25)
+                gradient_checkpointing=True, eval_limit=0, eval_max_new_tokens=1024, save_steps=25,
+                eval_benchmarks="gsm8k,math500,minerva_math,olympiadbench,aime24,aime25,mbpp")
 PRESETS = {
     # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 10 minutes on 2 CPU cores
     # with both evaluations, and the reward rises: the model learns to answer "7 + 8 = 15" instead of a paragraph
