@@ -944,7 +944,7 @@ def run_training(argv: list[str]) -> dict:
     check_config(cfg)
     if cfg.dry_run:                           # the memory plan (memory.py): no weights loaded, nothing written
         import memory
-        return memory.dry_run(cfg)
+        return memory.dry_run(cfg, model_names(cfg))
     run = resume or Path(cfg.output_dir)
     run.mkdir(parents=True, exist_ok=True)
     lock = lock_run(run)                      # from here on this process is the only writer of `run`

@@ -6,7 +6,8 @@ memory.py — the GPU memory plan of an ILR run, from the models' configs alone 
     .venv/bin/python -m pytest tests/test_memory.py -q  # parameter counts, the plan vs measured peaks (tiny model)
     .venv/bin/python bench/memory_check.py              # the plan vs measured peaks, embedded SmolLM2-135M (CPU)
 
-Where it sits: `ilr.py --dry_run` calls `plan(cfg)` and prints `format_plan`; nothing else imports it. It reads
+Where it sits: `ilr.py --dry_run` calls `dry_run(cfg, model_names)` (plan + format_plan); it imports llm and
+grpo, never ilr. It reads
 each model's config (the Hub's config.json, a few KB; the embedded model's converted cache; llm.tiny_model's),
 builds the model on PyTorch's meta device (shapes, no storage) and counts what every phase of a run keeps:
 
@@ -273,12 +274,9 @@ def generation_bytes(cfg, s: Shape, precision: str, prompts: dict[str, int]) -> 
     return best
 
 
-def plan(cfg) -> Plan:
-    """The memory plan of the run `cfg` (an ilr.Config), per phase. Builds each distinct model on the meta device
-    (model_shape); loads no weights."""
-    import ilr
-
-    names = ilr.model_names(cfg)
+def plan(cfg, names: list[str]) -> Plan:
+    """The memory plan of the run `cfg` (an ilr.Config) whose agents load `names` (ilr.model_names(cfg), one per
+    agent), per phase. Builds each distinct model on the meta device (model_shape); loads no weights."""
     shapes = {n: model_shape(n, target_modules=cfg.lora_target_modules) for n in dict.fromkeys(names)}
     precision = plan_precision(cfg)
     dtype = 2 if cfg.torch_dtype == "bfloat16" else 4                      # bytes of a loaded weight
@@ -427,9 +425,9 @@ def measure_train_peak(cfg, model) -> int:
     return live.peak
 
 
-def dry_run(cfg) -> dict:
+def dry_run(cfg, names: list[str]) -> dict:
     """`python ilr.py ... --dry_run`: print the plan of `cfg`; returns it as a dict (bytes) for tests."""
-    p = plan(cfg)
+    p = plan(cfg, names)
     print(format_plan(p), flush=True)
     return {"plan": {"parts": {label: value for label, value, _ in p.parts}, "phases": p.phases,
                      "fits": fits(p.peak)}}

@@ -1,8 +1,8 @@
 """bench/memory_check.py — memory.py's plan against the measured peak of one GRPO update, on the CPU (issue 21, item 7).
 
-For each model and setting: the plan of one agent's update (`memory.plan(cfg).phases["train"]`) and the peak of live
+For each model and setting: the plan of one agent's update (the "train" phase of `memory.plan`) and the peak of live
 tensor bytes of a real `grpo.grpo_step` at the plan's shapes (`memory.measure_train_peak`: B 2 questions x G 8
-answers of 32 tokens after a 256-token prompt, micro-batch 8, so two micro-batches; fp32, as on the CPU; the
+answers of 32 tokens after a memory.QUESTION_TOKENS-token prompt, micro-batch 8, so two micro-batches; fp32, as on the CPU; the
 second step is measured, when the gradients and AdamW's states exist). Prints a markdown table for docs/RESULTS.md.
 
     .venv/bin/python bench/memory_check.py                              # tiny and the embedded SmolLM2-135M
@@ -30,7 +30,7 @@ def check(name: str, setting: str) -> tuple[float, float]:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  lora_dropout=cfg.lora_dropout, target_modules="all-linear"))
-    return memory.plan(cfg).phases["train"], memory.measure_train_peak(cfg, model)
+    return memory.plan(cfg, ilr.model_names(cfg)).phases["train"], memory.measure_train_peak(cfg, model)
 
 
 def main(argv=None):

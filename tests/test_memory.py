@@ -14,6 +14,11 @@ from fakehub import PUBLISHED_PARAMS, QWEN, build_configs, environment
 CARD_PRESETS = {"gpu-8gb": "8 GB", "gpu-16gb": "16 GB (T4: 15 GiB)", "gpu-24gb": "24 GB", "paper-7b": "24 GB"}
 
 
+def plan_of(settings: dict, **extra) -> memory.Plan:
+    cfg = ilr.Config(**(settings | extra))
+    return memory.plan(cfg, ilr.model_names(cfg))
+
+
 @pytest.fixture(scope="module")
 def config_hub(tmp_path_factory):
     """The Hub, offline, serving only the real config.json of each REAL_CONFIGS id (no weights). Module-wide; it
@@ -69,13 +74,13 @@ def test_every_preset_dry_run_prints_a_plan_offline_and_writes_nothing(config_hu
 def test_each_card_preset_fits_its_card_and_not_half_of_it(config_hub):
     assert set(CARD_PRESETS) <= set(ilr.PRESETS)
     for preset, card in CARD_PRESETS.items():
-        p = memory.plan(ilr.Config(**ilr.PRESETS[preset]))
+        p = plan_of(ilr.PRESETS[preset])
         assert memory.fits(p.peak)[card], (preset, p.phases)
         assert p.peak > 0.3 * memory.CARDS[card] * memory.GIB, (preset, "uses a third of its card: raise a setting")
 
 
 def test_papers_pair_shares_one_4bit_base(config_hub):
-    p = memory.plan(ilr.Config(**ilr.PRESETS["paper-7b"]))
+    p = plan_of(ilr.PRESETS["paper-7b"])
     parts = {label: value for label, value, _ in p.parts}
     one_nf4_base = memory.weight_bytes(memory.model_shape("Qwen/Qwen2.5-7B-Instruct"), 2, True)
     assert parts["weights"] == one_nf4_base and parts["reference"] == 0
@@ -91,8 +96,8 @@ def test_a_hub_id_without_a_config_offline_fails_in_one_line(config_hub, tmp_pat
 
 
 def test_adapters_shrink_what_the_plan_keeps_and_beta_adds_a_reference_only_without_them():
-    full = memory.plan(ilr.Config(**ilr.PRESETS["tiny"], beta=0.04))
-    peft = memory.plan(ilr.Config(**ilr.PRESETS["tiny"], beta=0.04, use_peft=True))
+    full = plan_of(ilr.PRESETS["tiny"], beta=0.04)
+    peft = plan_of(ilr.PRESETS["tiny"], beta=0.04, use_peft=True)
     parts = lambda p: {label: value for label, value, _ in p.parts}
     assert parts(full)["reference"] == parts(full)["weights"]                  # two agents, two references
     assert parts(peft)["reference"] == 0 and parts(peft)["weights"] == parts(full)["weights"] / 2   # one base
@@ -116,7 +121,7 @@ def planned_and_measured(name: str, **extra) -> tuple[float, float]:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  lora_dropout=cfg.lora_dropout, target_modules="all-linear"))
-    return memory.plan(cfg).phases["train"], memory.measure_train_peak(cfg, model)
+    return memory.plan(cfg, ilr.model_names(cfg)).phases["train"], memory.measure_train_peak(cfg, model)
 
 
 @pytest.mark.parametrize("extra", [{}, {"use_peft": True}], ids=["full", "adapters"])
