@@ -2,7 +2,7 @@
 
 For each model and setting: the plan of one agent's update (the "train" phase of `memory.plan`) and the peak of live
 tensor bytes of a real `grpo.grpo_step` at the plan's shapes (`memory.measure_train_peak`: B 2 questions x G 8
-answers of 32 tokens after a memory.QUESTION_TOKENS-token prompt, micro-batch 8, so two micro-batches; fp32, as on the CPU; the
+answers of 32 tokens after a QUESTION_TOKENS-long prompt, micro-batch 8: two micro-batches; fp32, as on the CPU; the
 second step is measured, when the gradients and AdamW's states exist). Prints a markdown table for docs/RESULTS.md.
 
     .venv/bin/python bench/memory_check.py                              # tiny and the embedded SmolLM2-135M
