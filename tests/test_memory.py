@@ -169,4 +169,4 @@ def test_activation_coefficients_are_the_measured_ones(key):
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "half"])
 def test_logit_bytes_are_the_measured_ones(precision):
-    assert round(memory.measure_logit_bytes(precision)) == memory.LOGIT_BYTES[precision]
+    assert memory.measure_logit_bytes(precision) == pytest.approx(memory.LOGIT_BYTES[precision], abs=0.05)
