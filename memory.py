@@ -234,18 +234,22 @@ def train_activation_bytes(cfg, s: Shape, precision: str, prompt: int) -> tuple[
     rows = min(cfg.micro_batch_size, cfg.questions_per_step * cfg.num_generations * len(stages))
     T, G = cfg.max_completion_length, cfg.num_generations
     per_token = s.layers * layer_token_bytes(s, precision, cfg.use_peft, cfg.lora_dropout > 0, cfg.lora_r)
+    # With a mask (padding, or a prompt cache) transformers' SDPA repeats K and V to every query head and keeps the
+    # copies (MEASURED: padding one row adds 2 (heads - kv_heads) head_dim x 4 B per position and layer, +-256 B):
+    gqa = rows * (prompt + T) * 2 * (s.heads - s.kv_heads) * s.head_dim * act       # per layer
     if cfg.gradient_checkpointing:   # each layer's input kept; one layer recomputed at a time (plain forward)
         tokens = rows * (prompt + T)
-        layers = tokens * (s.layers * s.hidden * CHECKPOINT_BYTES + per_token / s.layers)
+        layers = tokens * (s.layers * s.hidden * CHECKPOINT_BYTES + per_token / s.layers) + gqa
         how = f"{rows} rows x ({prompt:,} + {T}) tokens, checkpointed"
     elif cfg.shared_prefix and G > 1:  # grpo.shared_prefix_logps: U prompts once, the rows' completions, and the
         U = math.ceil(rows / G)       # prompts' keys/values copied to every row (cache.batch_select_indices + cat)
         tokens = U * prompt + rows * T
-        layers = tokens * per_token + 2 * rows * prompt * s.layers * 2 * s.kv_heads * s.head_dim * act
+        layers = tokens * per_token + 2 * rows * prompt * s.layers * 2 * s.kv_heads * s.head_dim * act \
+            + s.layers * gqa
         how = f"{U} prompt(s) x {prompt:,} + {rows} rows x {T} tokens (shared prefix)"
     else:
         tokens = rows * (prompt + T)
-        layers = tokens * per_token
+        layers = tokens * per_token + s.layers * gqa
         how = f"{rows} rows x ({prompt:,} + {T}) tokens"
     logits = rows * (T + 1) * s.vocab * LOGIT_BYTES[precision]
     return layers, logits, how

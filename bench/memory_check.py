@@ -20,11 +20,15 @@ import memory  # noqa: E402
 SETTINGS = {"full": {}, "checkpointing": {"gradient_checkpointing": True}, "adapters": {"use_peft": True}}
 
 
+def check_config(name: str, setting: str) -> ilr.Config:
+    return ilr.Config(models=name, method="grpo", num_agents=1, device="cpu", questions_per_step=2,
+                      num_generations=8, micro_batch_size=8, max_completion_length=32, temperature=0.7,
+                      **SETTINGS[setting])
+
+
 def check(name: str, setting: str) -> tuple[float, float]:
     """(planned, measured) bytes of one agent's GRPO update of `name` under SETTINGS[setting]."""
-    cfg = ilr.Config(models=name, method="grpo", num_agents=1, device="cpu", questions_per_step=2,
-                     num_generations=8, micro_batch_size=8, max_completion_length=32, temperature=0.7,
-                     **SETTINGS[setting])
+    cfg = check_config(name, setting)
     model, _ = ilr.load_agent_model(name, cfg.seed)
     if cfg.use_peft:   # as issue 21 checked it: one adapter on all linear layers, AdamW over its parameters
         from peft import LoraConfig, get_peft_model
@@ -37,6 +41,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,smollm2-135m")
     parser.add_argument("--settings", default="full,checkpointing,adapters")
+    parser.add_argument("--plan_only", action="store_true", help="the planned column only (seconds, no model)")
     args = parser.parse_args(argv)
     settings = args.settings.split(",")
     if not set(settings) <= set(SETTINGS):
@@ -45,6 +50,11 @@ def main(argv=None):
     for name in args.models.split(","):
         for setting in settings:
             start = time.time()
+            if args.plan_only:
+                cfg = check_config(name, setting)
+                planned = memory.plan(cfg, ilr.model_names(cfg)).phases["train"]
+                print(f"| {name} | {setting} | {planned / 1e6:,.0f} MB |")
+                continue
             planned, measured = check(name, setting)
             print(f"| {name} | {setting} | {planned / 1e6:,.0f} MB | {measured / 1e6:,.0f} MB | "
                   f"{planned / measured:.2f} |  <!-- {time.time() - start:.0f} s -->", flush=True)
