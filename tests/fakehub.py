@@ -13,8 +13,8 @@ real ones (from their Hub config / tokenizer_config / generation_config files):
 - "HuggingFaceTB/SmolLM2-360M-Instruct": Llama architecture, bf16, SmolLM2's tokenizer and template as they are.
 The tokenizer of both is the real SmolLM2 one (from llm's converted cache; it has <|im_start|>/<|im_end|>): the
 Qwen stand-in gets Qwen's template, special tokens and eos list on top of it.
-Beside this cache, `build_configs` writes a second cache holding only the REAL config.json of the paper's and the presets'
-models (Qwen2.5 0.5B-14B, Llama-3.1-8B, SmolLM2-360M): what memory.py plans from (tests/test_memory.py's fixture).
+Beside this cache, `build_configs` writes a second one holding only the REAL config.json of the paper's and the
+presets' models (Qwen2.5 0.5B-14B, Llama-3.1-8B, SmolLM2-360M): what memory.py plans from (test_memory's fixture).
 
 Layout (as huggingface_hub writes it; files are plain files, not blob symlinks):
     HF_HOME/hub/models--Qwen--Qwen2.5-0.5B-Instruct/refs/main                 → the revision (40 hex digits)
