@@ -167,6 +167,12 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     seed: int = field(default=0, metadata={"help": "seed of everything random"})
 
 
+# The MATH run of gpu-small, shared by the card presets below (issue 21): train split, gamma on 1,000 held-out
+# MATH questions, the seven benchmarks.
+GPU_MATH = dict(train_data="math", val_data="math", num_val=1000, max_steps=300, questions_per_step=8,
+                num_generations=8, max_completion_length=512, peer_token_budget=384, beta=0.0,
+                gradient_checkpointing=True, eval_limit=0, eval_max_new_tokens=1024, save_steps=25,
+                eval_benchmarks="gsm8k,math500,minerva_math,olympiadbench,aime24,aime25,mbpp")
 PRESETS = {
     # Two copies of the embedded SmolLM2-135M on the ladder (data.py, levels 1-4), about 8 minutes on 2 CPU cores
     # with both evaluations, and the reward rises: the model learns to answer "7 + 8 = 15" instead of a paragraph
@@ -188,6 +194,25 @@ PRESETS = {
                       beta=0.0, micro_batch_size=8, gradient_checkpointing=True, batch_size=64,
                       eval_benchmarks="gsm8k,math500,minerva_math,olympiadbench,aime24,aime25,mbpp", eval_limit=0,
                       eval_max_new_tokens=1024, save_steps=25, output_dir="runs/gpu-small"),
+    # Presets for the cards users have (issue 21): the agents are LoRA adapters (all linear layers, r 16) on ONE shared
+    # base, the reference is that base (no copy), and the learning rate is 10x full fine-tuning's ("LoRA Without
+    # Regret": LoRA on all linear layers matches full RL fine-tuning at about 10x the learning rate). Each is sized by
+    # memory.py's plan (`python ilr.py --preset NAME --dry_run`; planned peaks in README.md and docs/RESULTS.md):
+    # the micro-batch and the generation batch are what make them fit. MATH as gpu-small.
+    # 8 GB (RTX 3060 Ti / 4060): two Qwen2.5-1.5B-Instruct adapters on one 4-bit (NF4) base.
+    "gpu-8gb": dict(GPU_MATH, models="Qwen/Qwen2.5-1.5B-Instruct", use_peft=True, load_in_4bit=True,
+                    torch_dtype="bfloat16", learning_rate=1e-5, micro_batch_size=2, batch_size=32,
+                    output_dir="runs/gpu-8gb"),
+    # 16 GB, Colab's T4 (15 GiB, no bf16: fp16 with a loss scaler): two Qwen2.5-3B-Instruct adapters, 4-bit base.
+    "gpu-16gb": dict(GPU_MATH, models="Qwen/Qwen2.5-3B-Instruct", use_peft=True, load_in_4bit=True, fp16=True,
+                     learning_rate=1e-5, micro_batch_size=4, batch_size=32, output_dir="runs/gpu-16gb"),
+    # 24 GB (RTX 3090 / 4090, A10): two Qwen2.5-3B-Instruct adapters on one bf16 base (not quantised: exact base).
+    "gpu-24gb": dict(GPU_MATH, models="Qwen/Qwen2.5-3B-Instruct", use_peft=True, torch_dtype="bfloat16",
+                     learning_rate=1e-5, micro_batch_size=4, batch_size=64, output_dir="runs/gpu-24gb"),
+    # The paper's pair size on 24 GB: two Qwen2.5-7B-Instruct adapters on one 4-bit base (QLoRA).
+    "paper-7b": dict(GPU_MATH, models="Qwen/Qwen2.5-7B-Instruct", use_peft=True, load_in_4bit=True,
+                     torch_dtype="bfloat16", learning_rate=1e-5, micro_batch_size=4, batch_size=32,
+                     output_dir="runs/paper-7b"),
     # Tests: the random tiny model, seconds per step.
     "tiny": dict(models="tiny", train_data="synthetic", train_levels="1", num_train=16, num_val=8, max_steps=2,
                  questions_per_step=2, num_generations=4, max_completion_length=8, peer_token_budget=16,
@@ -1200,6 +1225,9 @@ def main(argv: list[str] | None = None) -> dict:
 def run_training(argv: list[str]) -> dict:
     cfg, resume = parse_args(argv)
     check_config(cfg)
+    if cfg.dry_run:                           # the memory plan (memory.py): no weights loaded, nothing written
+        import memory
+        return memory.dry_run(cfg, model_names(cfg))
     run = resume or Path(cfg.output_dir)
     check_output_dir(run)
     previous = signal.signal(signal.SIGINT, raise_interrupted)   # Ctrl-C outside the loop: one line, below

@@ -13,6 +13,8 @@ real ones (from their Hub config / tokenizer_config / generation_config files):
 - "HuggingFaceTB/SmolLM2-360M-Instruct": Llama architecture, bf16, SmolLM2's tokenizer and template as they are.
 The tokenizer of both is the real SmolLM2 one (from llm's converted cache; it has <|im_start|>/<|im_end|>): the
 Qwen stand-in gets Qwen's template, special tokens and eos list on top of it.
+Beside this cache, `build_configs` writes a second one holding only the REAL config.json of the paper's and the
+presets' models (Qwen2.5 0.5B-14B, Llama-3.1-8B, SmolLM2-360M): what memory.py plans from (test_memory's fixture).
 
 Layout (as huggingface_hub writes it; files are plain files, not blob symlinks):
     HF_HOME/hub/models--Qwen--Qwen2.5-0.5B-Instruct/refs/main                 → the revision (40 hex digits)
@@ -111,6 +113,61 @@ def build_models(hub_cache: Path, tokenizer_dir: Path, hidden_size: int = 64, se
     torch.manual_seed(seed + 1)
     LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(path)
     (path / "generation_config.json").write_text(json.dumps(SMOL_GENERATION, indent=2))
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Real configs, no weights: what memory.py plans from (a second cache, `build_configs`)
+# ----------------------------------------------------------------------------------------------------------
+
+# The architecture numbers of each model's config.json on the Hub (public facts; the fields a config of that
+# model_type needs to build the model on the meta device). tests/test_memory.py checks that each gives its
+# published parameter count. The ids served with tiny weights above get their REAL config here, in another cache:
+# the two caches never meet (a test points the Hub at one or the other).
+QWEN_COMMON = dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"], hidden_act="silu", rms_norm_eps=1e-6,
+                   rope_theta=1000000.0, max_position_embeddings=32768, bos_token_id=151643, eos_token_id=151645,
+                   use_sliding_window=False, sliding_window=32768, attention_dropout=0.0, torch_dtype="bfloat16")
+LLAMA_COMMON = dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_act="silu", rms_norm_eps=1e-5,
+                    attention_bias=False, mlp_bias=False, head_dim=None, torch_dtype="bfloat16")
+REAL_CONFIGS = {
+    QWEN: QWEN_COMMON | dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                             num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_window_layers=21),
+    "Qwen/Qwen2.5-1.5B-Instruct": QWEN_COMMON | dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                                                     num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                                                     tie_word_embeddings=True, max_window_layers=21),
+    "Qwen/Qwen2.5-3B-Instruct": QWEN_COMMON | dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                                                   num_attention_heads=16, num_key_value_heads=2, vocab_size=151936,
+                                                   tie_word_embeddings=True, max_window_layers=70),
+    "Qwen/Qwen2.5-7B-Instruct": QWEN_COMMON | dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                                                   num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
+                                                   tie_word_embeddings=False, max_window_layers=28),
+    "Qwen/Qwen2.5-14B-Instruct": QWEN_COMMON | dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
+                                                    num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
+                                                    tie_word_embeddings=False, max_window_layers=70, rms_norm_eps=1e-5),
+    "meta-llama/Llama-3.1-8B-Instruct": LLAMA_COMMON | dict(
+        hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False, max_position_embeddings=131072,
+        rope_theta=500000.0, bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
+        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=8192)),
+    SMOL: LLAMA_COMMON | dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                              num_key_value_heads=5, vocab_size=49152, tie_word_embeddings=True,
+                              max_position_embeddings=8192, rope_theta=100000.0, bos_token_id=1, eos_token_id=2,
+                              pad_token_id=2),
+}
+# Published sizes: the "Model size" each model page of the Hub shows (from its safetensors), 3 significant digits.
+PUBLISHED_PARAMS = {QWEN: 0.494e9, "Qwen/Qwen2.5-1.5B-Instruct": 1.54e9, "Qwen/Qwen2.5-3B-Instruct": 3.09e9,
+                    "Qwen/Qwen2.5-7B-Instruct": 7.62e9, "Qwen/Qwen2.5-14B-Instruct": 14.8e9,
+                    "meta-llama/Llama-3.1-8B-Instruct": 8.03e9, SMOL: 0.362e9}
+
+
+def build_configs(home: Path) -> dict[str, Path]:
+    """A Hugging Face cache at `home` holding only config.json of every REAL_CONFIGS id (no weights, no tokenizer):
+    enough for memory.plan, which downloads nothing else."""
+    paths = {}
+    for repo, config in REAL_CONFIGS.items():
+        path = paths[repo] = snapshot(home / "hub", "model", repo)
+        (path / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}, indent=2))
     return paths
 
 
