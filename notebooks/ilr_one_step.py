@@ -36,7 +36,8 @@
 #
 # The notebook re-implements nothing: every number below comes from the function named in its section, the same
 # call `ilr.train_step` makes. Each section ends with one **change this and re-run** pointer to an exercise of
-# `EXERCISES.md`. Run the cells from the top (a CPU: about 10 minutes with the embedded model).
+# `EXERCISES.md`. Run the cells from the top: on a CPU the embedded model takes minutes (the time is printed at the
+# end; γ is cached in `.cache/irt/` after the first run).
 
 # %%
 # Colab only: clone the project, install it and its embedded model, work inside it. Elsewhere this does nothing
@@ -87,15 +88,15 @@ import irt
 import llm
 
 MODEL = os.environ.get("ILR_NOTEBOOK_MODEL", "smollm2-135m")    # "tiny": the random test model
-STEPS = int(os.environ.get("ILR_NOTEBOOK_STEPS", "3"))           # training steps of section 8, after the walk
-EVAL_QUESTIONS = int(os.environ.get("ILR_NOTEBOOK_EVAL", "40"))  # held-out ladder questions, each agent alone
+STEPS = int(os.environ.get("ILR_NOTEBOOK_STEPS", "2"))           # training steps of section 8, after the walk
+EVAL_QUESTIONS = int(os.environ.get("ILR_NOTEBOOK_EVAL", "24"))  # held-out ladder questions, each agent alone
 warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm's note: no widgets, text bars are fine
 SHOW = 2                                                          # answers shown per stage and agent
 # the tests' sizes for the random model (its answers never end, so every one is max_completion_length long)
 TINY = dict(num_generations=4, max_completion_length=8, peer_token_budget=16, eval_max_new_tokens=8)
 
-cfg = ilr.Config(**(ilr.PRESETS["demo"] | dict(models=MODEL, num_val=16, eval_limit=EVAL_QUESTIONS,
-                                               output_dir="runs/notebook") | (TINY if MODEL == "tiny" else {})))
+cfg = ilr.Config(**(ilr.PRESETS["demo"] | dict(models=MODEL, num_val=16, eval_limit=EVAL_QUESTIONS)
+                    | (TINY if MODEL == "tiny" else {})))
 ilr.check_config(cfg)                      # the checks of the command line: a bad setting fails here, in one line
 torch.manual_seed(cfg.seed)
 started = time.time()

@@ -15,8 +15,9 @@ NOTEBOOK = ROOT / "notebooks" / "ilr_one_step.ipynb"
 PAIRED = NOTEBOOK.with_suffix(".py")
 
 
-def execute(model: str, env: dict, timeout: int = 1200):
+def execute(model: str, env: dict, timeout: int = 3600):
     """The notebook executed in a fresh kernel started in notebooks/ (as Jupyter does): -> the notebook node.
+    timeout: seconds per cell (a busy 2-core machine takes minutes for the embedded model's last cell).
     Kernel "python3" is ipykernel's; jupyter_client starts it with this interpreter (a kernel.json whose argv[0]
     is "python" runs sys.executable), so the kernel sees this environment's packages."""
     import os
@@ -95,6 +96,23 @@ def test_the_ipynb_and_its_jupytext_pair_hold_the_same_cells():
     ipynb = nbformat.read(NOTEBOOK, as_version=4)
     assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in ipynb.cells], \
         "run `jupytext --sync notebooks/ilr_one_step.py`"
+
+
+def test_every_section_names_its_function_and_points_to_an_exercise_that_exists():
+    """Sections 1-8 each name the project's function(s) in their heading and end with one "change this and
+    re-run" pointer whose exercise number and title are those of EXERCISES.md."""
+    import re
+
+    import nbformat
+    markdown = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "markdown"]
+    sections = [m for m in markdown if re.match(r"## [1-8]\. .* — `\w+\.\w+`", m)]
+    assert len(sections) == 8, [m.splitlines()[0] for m in markdown if m.startswith("## ")]
+    pointers = re.findall(r"`EXERCISES\.md`,\s+exercise\s+(\d+)\s+\(([^)]+)\)", "\n".join(markdown))
+    assert len(pointers) == 8 and "\n".join(markdown).count("**Change this and re-run**") == 8
+    headings = dict(re.findall(r"^## (\d+)\. (?:\(extra\) )?(.+)$", (ROOT / "EXERCISES.md").read_text(), re.M))
+    for number, title in pointers:
+        title = " ".join(title.split())                                   # a title may wrap in the cell
+        assert headings.get(number, "").lower().startswith(title.lower()), (number, title, headings.get(number))
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--store"]:
