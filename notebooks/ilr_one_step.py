@@ -156,7 +156,7 @@ abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batc
 difficulty = irt.level_difficulty([r["meta"]["level"] for r in train])                       # [Q] D_q
 print("abilities γ =", [round(g, 3) for g in abilities])
 
-# The step we walk: the first whose questions get both modes (so that section 3 shows both), else step 0.
+# Candidate steps to walk: the first three whose questions get both modes (so that section 3 shows both).
 B = cfg.questions_per_step
 
 
@@ -167,16 +167,14 @@ def modes_of(step):
                                    scale=cfg.irt_scale)
 
 
-STEP = next((s for s in range(50) if len(set(modes_of(s)[1])) == 2), 0)
-batch, modes = modes_of(STEP)
-questions = [train[q] for q in batch]
+candidates = [s for s in range(50) if len(set(modes_of(s)[1])) == 2][:3] or [0]
 
 # The mode of one question per level, and of the step's questions: P per agent, as irt.assign_modes computes it.
 shown = [next(q for q in range(len(train)) if train[q]["meta"]["level"] == lv)
          for lv in sorted({r["meta"]["level"] for r in train})]
 print(f"\n{'question':<42} {'level':>5} {'D_q':>5} " + " ".join(f"{'P agent' + str(i):>8}" for i in range(M))
       + f" {'mean P':>7}  mode")
-for tag, qs in (("one per level", shown), (f"step {STEP + 1} (walked below)", list(batch))):
+for tag, qs in [("one per level", shown)] + [(f"step {s + 1}", list(modes_of(s)[0])) for s in candidates]:
     print(f"-- {tag}")
     for q in qs:
         P = irt.irt_probability(np.array(abilities), difficulty[q], cfg.irt_scale)            # [M]
@@ -194,16 +192,27 @@ for tag, qs in (("one per level", shown), (f"step {STEP + 1} (walked below)", li
 #
 # The paper's Idea3. Each agent first answers alone (**Idea Sharing**, the test-time prompt), then reads its
 # peer's answer and analyses both (**Idea Analysis**, framed by the mode: "partner" or "competitor"), then writes
-# G final answers (**Idea Fusion**). The trained answers are the Sharing and Fusion samples of each agent
-# (`--train_stages sharing,fusion`, the demo's): each (stage, agent, question) is one GRPO group of G answers.
+# G final answers (**Idea Fusion**). We walk the first candidate step of section 2 whose answers give GRPO a
+# signal (a group with right and wrong answers; with none, nothing would move in section 7). The trained
+# answers are the Sharing and Fusion samples of each agent (`--train_stages sharing,fusion`, the demo's): each
+# (stage, agent, question) is one GRPO group of G answers.
 # Below: the three prompts agent 0 read on the first question (built by `idea3.sharing_prompt`,
 # `idea3.analysis_prompt`, `idea3.fusion_prompt`, with the peer text cut to `peer_token_budget` tokens by
 # `idea3.cut_text`, as `run_idea3` does), then a few answers of each stage side by side per agent.
 
 # %%
-seed = ilr.step_seed(cfg.seed, STEP)
-groups, transcripts, stage_stats = ilr.generate_groups(cfg, agents, questions, modes, seed)
-print(f"{len(groups)} groups of G = {cfg.num_generations} answers "
+# The step we walk: the first candidate of section 2 where some group's answers are graded differently, so
+# that sections 5-7 have a GRPO signal to show (ilr.grade_groups decides, as in section 4).
+for STEP in candidates:
+    batch, modes = modes_of(STEP)
+    questions = [train[q] for q in batch]
+    groups, transcripts, stage_stats = ilr.generate_groups(cfg, agents, questions, modes,
+                                                           ilr.step_seed(cfg.seed, STEP))
+    graded = ilr.grade_groups(groups)                                                   # [num_groups, G]
+    if (graded.amax(-1) > graded.amin(-1)).any():
+        break
+    print(f"step {STEP + 1}: in every group all answers are graded alike (no GRPO signal), next candidate")
+print(f"step {STEP + 1}: {len(groups)} groups of G = {cfg.num_generations} answers "
       f"({', '.join(f'{k} {v}' for k, v in stage_stats.items() if k.endswith('_seconds'))} s)")
 
 
