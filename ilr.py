@@ -16,7 +16,7 @@ The algorithm, one training step (the numbered sections of `train_step` below):
     3) Grade: reward = correct (the evaluator's grader) + a small format term                         (evaluate.py)
     4) Perception Calibration, Eq. 5: each agent's rewards shifted by its peers' reward statistics     (grpo.py)
     5) GRPO: group advantages, one clipped policy-gradient update per agent                           (grpo.py)
-    6) Log: one line per step, metrics.jsonl, transcripts, checkpoints
+    6) Log: one line per step, metrics.jsonl (and --report_to's trackers), transcripts, checkpoints
 Before training (once, cached on disk): each agent's ability γ_i on a validation set and the questions' difficulty
 D_q by self-ranking (irt.py). After training: each agent is evaluated ALONE (evaluate.py), base vs trained.
 
@@ -69,6 +69,7 @@ import grpo
 import idea3
 import irt
 import llm
+import trackers
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -162,6 +163,9 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     save_steps: int = field(default=5, metadata={"help": "checkpoint every K steps (and at the end, on Ctrl-C)"})
     log_transcript_steps: int = field(default=1, metadata={"help": "write transcripts/stepNNNNN.txt (each trained "
                                       "answer with its grade, rewards and advantage) every K steps"})
+    report_to: str = field(default="none", metadata={"help": "also send each step's metrics.jsonl row to: 'none', "
+                           "'tensorboard' (RUN/tensorboard), 'wandb', 'trackio', or a comma list (TRL's name; "
+                           "trackers.py)"})
     batch_size: int = field(default=64, metadata={"help": "sequences per generation batch (bench/README.md: one "
                                                           "batch of 32 decodes 1.3x faster than two of 16 on a CPU)"})
     seed: int = field(default=0, metadata={"help": "seed of everything random"})
@@ -349,6 +353,7 @@ def check_config(cfg: Config) -> None:
     # --- run
     need(bool(cfg.output_dir.strip()), "--output_dir must not be empty")
     positive("save_steps", "log_transcript_steps", "batch_size")
+    need((problem := trackers.check(cfg.report_to)) is None, problem)   # unknown or not installed: one line
     need(cfg.seed >= 0, f"--seed must be >= 0 (numpy's seeds are non-negative), got {cfg.seed}")
 
 
@@ -1113,7 +1118,7 @@ def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
 # how generation is batched and where it runs. Everything else shapes the training itself, so a resumed run with
 # another value would be neither the saved run nor a new one; it is refused before anything is written.
 RESUMABLE = {"max_steps", "eval_benchmarks", "eval_limit", "eval_base", "save_steps", "log_transcript_steps",
-             "batch_size", "device", "bf16", "fp16"}   # (the last three: where the run computes, not what)
+             "report_to", "batch_size", "device", "bf16", "fp16"}   # (the last three: where the run computes, not what)
 
 
 def help_default(value, preset: str | None = None) -> str:
@@ -1299,12 +1304,14 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
         nonlocal interrupted
         interrupted = True
         print("\n[ilr] Ctrl-C: saving a checkpoint after this step", flush=True)
+    tracked = trackers.Trackers(cfg.report_to, run, dataclasses.asdict(cfg), done)   # --report_to (none: nothing)
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         for step in tqdm(range(done, cfg.max_steps), desc="ILR" if cfg.method == "ilr" else "GRPO",
                          initial=done, total=cfg.max_steps, unit="step"):
             metrics, transcripts = train_step(cfg, agents, train, difficulty, abilities, step)
             append_jsonl(run / "metrics.jsonl", metrics)
+            tracked.log(metrics)                              # the same row to TensorBoard / W&B / trackio
             tqdm.write(format_line(metrics, len(agents)))
             if transcripts and (step + 1) % cfg.log_transcript_steps == 0:
                 (run / "transcripts").mkdir(exist_ok=True)
@@ -1316,6 +1323,7 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
                 sys.exit(f"[ilr] stopped after step {step + 1}; continue with: python ilr.py --resume {run}")
     finally:
         signal.signal(signal.SIGINT, previous)
+        tracked.close()                                       # flushes the event files
 
     save_final(run, agents)
     trained = evaluate_alone(cfg, agents, run, f"step{cfg.max_steps}")

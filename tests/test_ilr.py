@@ -80,6 +80,8 @@ BAD_SETTINGS = [
     (["--difficulty", "guess"], "--difficulty must be one of self_rank, level"),
     (["--difficulty", "level", "--train_data", "gsm8k"], "--difficulty level needs training questions with a known"),
     (["--train_data", "ladder", "--train_levels", "1,6"], "--train_levels for the ladder must be among 1,2,3,4,5"),
+    (["--report_to", "mlflow"], "--report_to must be 'none' or a comma list of tensorboard, wandb, trackio"),
+    (["--report_to", "tensorboard,tensorboard"], "--report_to must be 'none' or a comma list"),
 ]
 BOOLEAN_FIELDS = {"calibration", "gradient_checkpointing", "eval_base", "allow_test_training",
                   "use_bias_correction_kl", "skip_zero_advantage_kl_approx", "shared_prefix", "use_peft",
@@ -363,6 +365,7 @@ def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path, caps
     d = tmp_path / "run"
     for name in ("config.json", "metrics.jsonl", "results.json", "results.md", "curves.png", "checkpoint/state.pt"):
         assert (d / name).is_file(), name
+    assert not (d / "tensorboard").exists()                      # --report_to none (the default): no tracker
     assert len(list((d / "transcripts").iterdir())) == 2
     import llm
     model, _ = llm.load_model(str(d / "final" / "agent1"))  # the trained agent, ready for evaluate.py --model
