@@ -390,7 +390,7 @@ def make_agents(cfg: Config) -> list[Agent]:
     device = llm.pick_device(cfg.device)
     precision = llm.pick_precision(device, cfg.bf16, cfg.fp16)
     print(f"[ilr] {llm.describe_runtime(device, precision)} (--device {cfg.device})", flush=True)
-    if cfg.torch_dtype != "float32":
+    if cfg.torch_dtype != "float32" and not cfg.use_peft:   # with adapters only the frozen base is in bf16
         print(f"[ilr] warning: --torch_dtype {cfg.torch_dtype} keeps the weights and AdamW's states in "
               f"{cfg.torch_dtype}: an update much smaller than a weight rounds to nothing (at lr 1e-6 most do); "
               f"mixed precision (--bf16) keeps fp32 weights", flush=True)

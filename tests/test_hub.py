@@ -237,3 +237,26 @@ def test_llm_unknown_hub_id_offline_is_one_line(fake_hub):
         llm.load_model("Qwen/Qwen2.5-1.5B-Instruct", device="cpu")  # not in the fake cache, and no network
     message = str(error.value)
     assert "\n" not in message and "'Qwen/Qwen2.5-1.5B-Instruct'" in message and "HF_HUB_OFFLINE=1" in message
+
+
+@pytest.mark.parametrize("preset", ["gpu-8gb", "gpu-16gb", "gpu-24gb", "paper-7b"])
+def test_card_presets_run_shortened_against_the_fake_hub(fake_hub, tmp_path, capsys, preset):
+    # .venv/bin/python ilr.py --preset PRESET   (issue 21's card presets; here a fake-Hub Qwen in place of the
+    # preset's size, and the CPU: 4-bit NF4 bases and fp16 autocast both run there)
+    pytest.importorskip("bitsandbytes")
+    import ilr
+
+    run = tmp_path / preset
+    ilr.main(["--preset", preset, "--models", QWEN, "--device", "cpu", *SHRINK, "--no-eval_base",
+              "--eval_benchmarks", "math500", "--output_dir", str(run)])
+    config = json.loads((run / "config.json").read_text())
+    assert config["use_peft"] and config["models"] == QWEN
+    out = capsys.readouterr().out
+    assert "warning: --torch_dtype" not in out                    # a bf16 base under adapters is not a bf16 update
+    for i in (0, 1):                                              # one shared base, an adapter per agent
+        final = run / "final" / f"agent{i}"
+        assert json.loads((final / "adapter_config.json").read_text())["base_model_name_or_path"] == QWEN
+        from safetensors.torch import load_file
+        weights = load_file(final / "adapter_model.safetensors")
+        assert weights and all(w.dtype == torch.float32 for w in weights.values())   # adapters train in fp32
+        assert not (final / "model.safetensors").exists()
