@@ -61,7 +61,7 @@ if "google.colab" in sys.modules:
 elif not Path("ilr.py").is_file() and Path("../ilr.py").is_file():
     os.chdir("..")
 sys.path.insert(0, os.getcwd())
-print("project folder:", os.getcwd())
+print("in the project folder (ilr.py here):", Path("ilr.py").is_file())
 
 # %% [markdown]
 # ## 0. Settings
