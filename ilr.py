@@ -229,11 +229,11 @@ PRESET_HELP = {
     "demo": "2 x SmolLM2-135M on the ladder, 12 steps, then each agent alone on 150 held-out questions: "
             "about 8 min on 2 idle CPU cores (make demo)",
     "gpu-small": "Qwen2.5-0.5B + SmolLM2-360M on MATH, 300 steps, the paper's benchmarks after: one 24 GB GPU",
-    "gpu-8gb": "2 x Qwen2.5-1.5B as LoRA adapters on one 4-bit base, MATH: planned peak 5.1 GB (--dry_run)",
-    "gpu-16gb": "2 x Qwen2.5-3B as LoRA adapters on one 4-bit base, fp16, MATH: Colab's T4, planned peak 12.0 GB",
-    "gpu-24gb": "2 x Qwen2.5-3B as LoRA adapters on one bf16 base, MATH: planned peak 15.4 GB",
+    "gpu-8gb": "2 x Qwen2.5-1.5B as LoRA adapters on one 4-bit base, MATH: planned peak 5.5 GB (--dry_run)",
+    "gpu-16gb": "2 x Qwen2.5-3B as LoRA adapters on one 4-bit base, fp16, MATH: Colab's T4, planned peak 11.5 GB",
+    "gpu-24gb": "2 x Qwen2.5-3B as LoRA adapters on one bf16 base, MATH: planned peak 14.9 GB",
     "paper-7b": "the paper's pair size: 2 x Qwen2.5-7B as LoRA adapters on one 4-bit base, MATH: planned peak "
-                "18.2 GB (24 GB card)",
+                "17.7 GB (24 GB card)",
     "tiny": "a random 2-layer model (llm.tiny_model), seconds per step: checks the plumbing only; rewards ~0 and "
             "random-token transcripts are expected",
 }

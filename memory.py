@@ -61,7 +61,8 @@ QUESTION_TOKENS = 300
 PROMPT_OVERHEAD = 64         # Analysis/Fusion intro, headings and task (idea3.PROMPTS), beyond the quoted texts
 
 # Bytes autograd keeps per token and decoder layer for the backward, MEASURED on Llama layers of several shapes
-# (`measure_activation_bytes`; tests/test_memory.py re-measures them): coefficients of
+# (`measure_activation_bytes(*key)` for each key; tests/test_memory.py re-measures them; unchanged when re-measured
+# on 2026-12-05 after selective_log_softmax became an autograd Function): coefficients of
 # (hidden, intermediate, q dim = heads x head_dim, kv dim = kv_heads x head_dim, LoRA rank), plus 4 B per head
 # (the attention's log-sum-exp). Keys: precision ("fp32" | "half") x adapters x LoRA dropout > 0.
 ACTIVATION_BYTES = {
@@ -73,10 +74,16 @@ ACTIVATION_BYTES = {
     ("half", True, True): (38.875, 12.375, 10.25, 4.25, 46),
 }
 CHECKPOINT_BYTES = 4         # per hidden unit, token and layer with gradient checkpointing: the fp32 layer input
-# Peak bytes per logit of the training forward's [rows, T + 1, V] logits during the backward (the logits, their
-# fp32 copy / temperature, the log-softmax's gradient, and the tied embedding's gradient being summed):
-# MEASURED by `measure_logit_bytes` (15.67 and 9.47 at T = 48; tests pin them).
-LOGIT_BYTES = {"fp32": 15.7, "half": 9.5}
+# Peak bytes of the logits' part of the update's backward (grpo.selective_log_softmax's): per logit of the
+# micro-batch's [rows, T + 1, V] logits (the logits it saves and their gradient: 4 + 4 B in fp32, 2 + 2 B in bf16)
+# plus ROW_LOGIT_BYTES per logit of ONE row (its backward's fp32 working set, [T, V] tensors, one row at a time).
+# MEASURED by `measure_logit_bytes` (2026-12-05: fp32 (7.92, 16.33), half (3.96, 16.16), from 4 and 8 rows x 48
+# and 4 x 96 tokens: .venv/bin/python -c "import memory; print(memory.measure_logit_bytes('fp32'),
+# memory.measure_logit_bytes('half'))"; tests pin them). Until selective_log_softmax's backward went row by row,
+# one figure per logit measured at 4 rows x 48 tokens was planned: 15.7 (fp32) and 9.5 (half); now it is 11.84
+# and 8.53 there, 9.88 and 6.24 at 8 rows: the row's working set is why it depends on the micro-batch.
+LOGIT_BYTES = {"fp32": 7.9, "half": 4.0}
+ROW_LOGIT_BYTES = {"fp32": 16.3, "half": 16.2}
 NF4_BYTES = 0.5 + 4 / 64     # choice 2
 OPTIMIZER_BYTES = {"adamw_torch": 8, "adamw_8bit": 2}   # AdamW's two moments per trained parameter (choice 3)
 
@@ -251,7 +258,7 @@ def train_activation_bytes(cfg, s: Shape, precision: str, prompt: int) -> tuple[
         tokens = rows * (prompt + T)
         layers = tokens * per_token + s.layers * gqa
         how = f"{rows} rows x ({prompt:,} + {T}) tokens"
-    logits = rows * (T + 1) * s.vocab * LOGIT_BYTES[precision]
+    logits = (rows * LOGIT_BYTES[precision] + ROW_LOGIT_BYTES[precision]) * (T + 1) * s.vocab
     return layers, logits, how
 
 
@@ -322,7 +329,8 @@ def plan(cfg, names: list[str]) -> Plan:
         ("autocast copies", copies, "bf16/fp16 copy of fp32 weights (forward/backward)" if copies else "none"),
         ("generation", generate, gen_how),
         ("train activations", layers, train_how),
-        ("train logits", logits, f"{LOGIT_BYTES[precision]} B per logit at the backward's peak"),
+        ("train logits", logits, f"{LOGIT_BYTES[precision]} B per logit + {ROW_LOGIT_BYTES[precision]} B per logit of "
+                                 "one row, at the backward's peak"),
     ]
     summary = (f"{cfg.method}, {M} agent(s): {what} | {how} | "
                f"{'bf16/fp16 mixed precision' if precision == 'half' else 'fp32'}")
@@ -480,23 +488,30 @@ def measure_activation_bytes(precision: str, adapters: bool, dropout: bool) -> t
             (per_token(r=32) - base) / 16 if adapters else 0)
 
 
-def measure_logit_bytes(precision: str, T: int = 48) -> float:
-    """Re-measure LOGIT_BYTES: the peak bytes per logit of a GRPO forward + backward, from two 2-layer models that
-    differ only in their vocabulary (65,536 vs 512), less the larger one's embedding gradient."""
+def measure_logit_bytes(precision: str) -> tuple[float, float]:
+    """Re-measure (LOGIT_BYTES, ROW_LOGIT_BYTES): the peak bytes of a GRPO forward + backward per logit and per
+    logit of one row, from 2-layer models that differ only in their vocabulary (65,536 vs 512; the larger one's
+    embedding gradient taken out), at N x T = 4 x 48, 8 x 48 and 4 x 96: per vocabulary entry the extra bytes are
+    N (T + 1) x per logit + (T + 1) x per row logit + a constant (in bf16 the head's autocast copy, which the
+    plan counts as "autocast copies")."""
     import grpo
     import llm
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    def peak(vocab):
+    def peak(vocab, N, T):
         torch.manual_seed(0)
         model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
                                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                              tie_word_embeddings=True))      # one V x h gradient to take out
         llm.set_precision(model, "bf16" if precision == "half" else "fp32")
         model.train()
-        ids = torch.randint(3, 500, (4, 48 + T))
+        ids = torch.randint(3, 500, (N, 48 + T))
         with LiveBytes(*model.parameters()) as live:
             grpo.per_token_logps(model, ids, torch.ones_like(ids), T, temperature=0.7).sum().backward()
         return live.peak
     extra_vocab = 65536 - 512
-    return (peak(65536) - peak(512) - extra_vocab * 64 * 4) / (4 * (T + 1) * extra_vocab)
+    shapes = [(4, 48), (8, 48), (4, 96)]
+    per_entry = [(peak(65536, N, T) - peak(512, N, T)) / extra_vocab - 64 * 4 for N, T in shapes]
+    A = torch.tensor([[N * (T + 1), T + 1, 1.0] for N, T in shapes], dtype=torch.float64)
+    per_logit, per_row, _ = torch.linalg.solve(A, torch.tensor(per_entry, dtype=torch.float64)).tolist()
+    return per_logit, per_row
