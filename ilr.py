@@ -41,6 +41,7 @@ Where this file departs from, or fills in, the paper (each is a setting of `Conf
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -685,6 +686,19 @@ def disk_fault(e: OSError, run: Path) -> RunDirError:
     return RunDirError(f"{path}: {e.strerror or e}; {todo}")
 
 
+@contextlib.contextmanager
+def written_aside(tmp: Path, run: Path, what: str):
+    """The body writes into the folder `tmp`; if it fails (disk full, Ctrl-C, ...), `tmp` is removed, and a write
+    error becomes one line naming the path (write_failed). The caller renames `tmp` in only after a clean exit."""
+    try:
+        yield
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, write_errors()):
+            raise write_failed(e, tmp, run, what) from None
+        raise
+
+
 def save_checkpoint(run: Path, agents: list[Agent], step: int, settings: dict | None = None) -> None:
     """Weights, optimizer states and RNG states after `step` steps; written aside, then swapped in by renames.
     `settings` (training_settings) go with them, so that --resume can refuse a config.json edited since.
@@ -696,7 +710,7 @@ def save_checkpoint(run: Path, agents: list[Agent], step: int, settings: dict | 
     previous checkpoint as it was."""
     tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with written_aside(tmp, run, f"the checkpoint of step {step}"):
         tmp.mkdir(parents=True)
         for i, a in enumerate(agents):
             torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),     # fp16: the loss
@@ -709,11 +723,6 @@ def save_checkpoint(run: Path, agents: list[Agent], step: int, settings: dict | 
                    tmp / "state.pt.part")
         os.replace(tmp / "state.pt.part", tmp / "state.pt")
         llm.write_checksums(tmp)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, write_errors()):
-            raise write_failed(e, tmp, run, f"the checkpoint of step {step}") from None
-        raise
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -812,15 +821,10 @@ def save_final(run: Path, agents: list[Agent]) -> None:
         target = run / "final" / f"agent{i}"
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        try:
+        with written_aside(tmp, run, f"trained agent {i}"):
             a.model.save_pretrained(tmp)
             a.tokenizer.save_pretrained(tmp)
             llm.write_checksums(tmp)
-        except BaseException as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, write_errors()):
-                raise write_failed(e, tmp, run, f"trained agent {i}") from None
-            raise
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
 

@@ -33,19 +33,14 @@ def fake_hub(data_dir, tmp_path_factory):
     offline and reads only that cache (HF_HOME, HF_HUB_OFFLINE=1, ...); `fake_hub.env` is the environment for a
     subprocess. Skipped when the benchmark files are missing (they are what the fake rows are made of)."""
     import datasets
-    import huggingface_hub.constants as hub_constants
 
     import llm
-    from fakehub import build, environment
+    from fakehub import build, point_hub_at
 
     home = tmp_path_factory.mktemp("hf-home")
     patch = pytest.MonkeyPatch()
-    for key, value in environment(home).items():
-        patch.setenv(key, value)
-    # the libraries read these once, at import; point the loaded copies at the fake cache too
-    patch.setattr(hub_constants, "HF_HOME", str(home))
-    patch.setattr(hub_constants, "HF_HUB_CACHE", str(home / "hub"))
-    patch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    point_hub_at(patch, home)
+    # datasets too read these once, at import; point its loaded copies at the fake cache
     patch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
     patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     patch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)

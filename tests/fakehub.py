@@ -350,6 +350,18 @@ def environment(home: Path) -> dict[str, str]:
             "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
+def point_hub_at(patch, home: Path) -> None:
+    """Make this process read the Hub cache at `home`, offline, through `patch` (a pytest.MonkeyPatch): the
+    environment, and the constants huggingface_hub read once at import (the loaded copies)."""
+    import huggingface_hub.constants as hub_constants
+
+    for key, value in environment(home).items():
+        patch.setenv(key, value)
+    patch.setattr(hub_constants, "HF_HOME", str(home))
+    patch.setattr(hub_constants, "HF_HUB_CACHE", str(home / "hub"))
+    patch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+
+
 def build(home: Path, data_dir: Path, tokenizer_dir: Path) -> FakeHub:
     rows = choose_rows(data_dir)
     models = build_models(home / "hub", tokenizer_dir)

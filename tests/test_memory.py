@@ -8,7 +8,7 @@ import torch
 import ilr
 import llm
 import memory
-from fakehub import PUBLISHED_PARAMS, QWEN, build_configs, environment
+from fakehub import PUBLISHED_PARAMS, QWEN, build_configs, point_hub_at
 
 # Card presets and the card (memory.CARDS label) each is made for.
 CARD_PRESETS = {"gpu-8gb": "8 GB", "gpu-16gb": "16 GB (T4: 15 GiB)", "gpu-24gb": "24 GB", "paper-7b": "24 GB"}
@@ -23,16 +23,10 @@ def plan_of(settings: dict, **extra) -> memory.Plan:
 def config_hub(tmp_path_factory):
     """The Hub, offline, serving only the real config.json of each REAL_CONFIGS id (no weights). Module-wide; it
     puts back whatever Hub the session pointed at before (the fake Hub of tiny weights, if a test built it)."""
-    import huggingface_hub.constants as hub_constants
-
     home = tmp_path_factory.mktemp("config-hub")
     build_configs(home)
     patch = pytest.MonkeyPatch()
-    for key, value in environment(home).items():
-        patch.setenv(key, value)
-    patch.setattr(hub_constants, "HF_HOME", str(home))
-    patch.setattr(hub_constants, "HF_HUB_CACHE", str(home / "hub"))
-    patch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    point_hub_at(patch, home)
     try:
         yield home
     finally:
