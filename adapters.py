@@ -108,10 +108,11 @@ def nf4_config(precision: str):
 
 def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> list[tuple]:
     """(AgentView, ReferenceView or None, tokenizer) per agent: one base per distinct name in `names`, adapter
-    `agent{i}` on the base of agent i's name. `load(name, seed)` is ilr.load_agent_model (fp32 base, CPU)."""
+    `agent{i}` on the base of agent i's name. `load(name, seed)` is ilr.load_agent_model (fp32 base, CPU).
+    A name None is an agent another process holds (torchrun, ranks.py): nothing is built for it (None)."""
     config = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     shared: dict[str, tuple] = {}                                  # model name -> (PeftModel, tokenizer)
-    for name in dict.fromkeys(names):                              # distinct names, in order
+    for name in dict.fromkeys(n for n in names if n is not None):  # distinct names, in order
         adapters = [f"agent{i}" for i, n in enumerate(names) if n == name]
         if cfg.load_in_4bit:
             base, tokenizer = llm.load_base(base_name(name, cfg.seed), quantization_config=nf4_config(precision))
@@ -131,6 +132,9 @@ def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> 
         shared[name] = (model, tokenizer)
     agents = []
     for i, name in enumerate(names):
+        if name is None:
+            agents.append(None)
+            continue
         model, tokenizer = shared[name]
         agents.append((AgentView(model, f"agent{i}"), ReferenceView(model) if cfg.beta > 0 else None, tokenizer))
     return agents

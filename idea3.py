@@ -77,6 +77,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import evaluate
 import llm  # llm.generate is looked up at call time, so tests can count the calls
+import ranks
 
 MODES = ("cooperation", "competition")              # PAPER: the two interaction modes (irt.py chooses)
 STAGES = ("sharing", "analysis", "fusion")          # PAPER: Idea Sharing -> Idea Analysis -> Idea Fusion
@@ -291,12 +292,13 @@ def agent_name(agent, i: int) -> str:
 
 
 def stage_seed(seed: int | None, stage: str, i: int) -> int | None:
-    """A seed per (stage, agent) generate call (choice 11); None stays None.
+    """A seed per (stage, agent) generate call (choice 11); None stays None. "update" seeds agent i's GRPO update
+    (ilr.train_step: dropout draws the same in one process as in its own rank, ranks.py).
 
     >>> stage_seed(0, "sharing", 0), stage_seed(0, "sharing", 1), stage_seed(3, "fusion", 1)
     (0, 1, 3201)
     """
-    order = STAGES + ("debate",)
+    order = STAGES + ("debate", "update")
     return None if seed is None else seed * 1000 + 100 * order.index(stage) + i
 
 
@@ -315,16 +317,21 @@ def generate_stage(agents, prompts, stage: str, n: int, temperature: float, max_
 
     OURS (choice 10): greedy decoding of the same (model, tokenizer) objects on the same prompts gives the same
     output, so it is generated once and shared (copies of one model, e.g. the single answers).
+    With one agent per process (torchrun, ranks.py) each process generates for the agent it holds and receives
+    the other agents' Generations: every process then has all M, as one process would.
     """
-    out, done = [], {}
-    for i, (model, tokenizer) in enumerate(agents):
+    done = {}
+
+    def one(i):
+        model, tokenizer = agents[i]
         key = (id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
         if key not in done:
             done[key] = llm.generate(model, tokenizer, prompts[i], n=n, temperature=temperature,
                                      max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                                      seed=stage_seed(seed, stage, i))
-        out.append(done[key])
-    return out
+        return done[key]
+
+    return ranks.each_agent(len(agents), one)
 
 
 def cut_for_readers(agents, texts: Sequence[Sequence[str]], budget: int | None) -> list[list[list[str]]]:

@@ -70,6 +70,7 @@ import grpo
 import idea3
 import irt
 import llm
+import ranks
 import trackers
 
 
@@ -170,6 +171,8 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     batch_size: int = field(default=64, metadata={"help": "sequences per generation batch (bench/README.md: one "
                                                           "batch of 32 decodes 1.3x faster than two of 16 on a CPU)"})
     seed: int = field(default=0, metadata={"help": "seed of everything random"})
+    ddp_timeout: int = field(default=1800, metadata={"help": "torchrun (one agent per rank, ranks.py): seconds a rank "
+                             "waits for the others at an exchange before it stops the run (HF Trainer's name)"})
 
 
 # The MATH run of gpu-small, shared by the card presets below (issue 21): train split, gamma on 1,000 held-out
@@ -359,6 +362,11 @@ def check_config(cfg: Config) -> None:
     # --- run
     need(bool(cfg.output_dir.strip()), "--output_dir must not be empty")
     positive("save_steps", "log_transcript_steps", "batch_size")
+    # --- torchrun: one agent per rank (ranks.py, choice 1)
+    positive("ddp_timeout")
+    need(ranks.world_size() in (1, len(model_names(cfg))), f"torchrun started {ranks.world_size()} ranks for "
+         f"{len(model_names(cfg))} agents: one agent per rank, so --nproc_per_node x --nnodes must be "
+         f"{len(model_names(cfg))} (or run one process: python ilr.py ...)")
     need((problem := trackers.check(cfg.report_to)) is None, problem)   # unknown or not installed: one line
     need(cfg.seed >= 0, f"--seed must be >= 0 (numpy's seeds are non-negative), got {cfg.seed}")
 
@@ -388,7 +396,9 @@ def load_agent_model(name: str, seed: int):
 
 
 def make_agents(cfg: Config) -> list[Agent]:
-    device = llm.pick_device(cfg.device)
+    """The agents, each on the run's device and precision. With one agent per process (torchrun, ranks.py) this
+    process builds only the agent it holds; the others are their tokenizer and a `ranks.Elsewhere` model."""
+    device = ranks.device(llm.pick_device(cfg.device))      # torchrun on GPUs: cuda:<local rank>
     precision = llm.pick_precision(device, cfg.bf16, cfg.fp16)
     print(f"[ilr] {llm.describe_runtime(device, precision)} (--device {cfg.device})", flush=True)
     if cfg.torch_dtype != "float32" and not cfg.use_peft:   # with adapters only the frozen base is in bf16
@@ -396,10 +406,15 @@ def make_agents(cfg: Config) -> list[Agent]:
               f"{cfg.torch_dtype}: an update much smaller than a weight rounds to nothing (at lr 1e-6 most do); "
               f"mixed precision (--bf16) keeps fp32 weights", flush=True)
     agents = []
+    names = model_names(cfg)
+    mine = [name if ranks.owns(i) else None for i, name in enumerate(names)]   # None: another rank's agent
     # --use_peft (choice 3): (model, ref_model, tokenizer) per agent, adapter agent{i} on its model's shared base
-    with_adapters = adapters.make_adapter_agents(cfg, model_names(cfg), load_agent_model, device, precision) \
+    with_adapters = adapters.make_adapter_agents(cfg, mine, load_agent_model, device, precision) \
         if cfg.use_peft else None
-    for i, name in enumerate(model_names(cfg)):
+    for i, name in enumerate(names):
+        if mine[i] is None:  # held by rank i: its texts are read with its tokenizer, its results come from there
+            agents.append(Agent(f"agent{i}:{name}", None, llm.load_tokenizer(name), None))
+            continue
         if with_adapters:
             model, ref, tokenizer = with_adapters[i]
         else:
@@ -419,6 +434,11 @@ def make_agents(cfg: Config) -> list[Agent]:
         optimizer = adapters.make_optimizer(model.parameters(), cfg.optim, cfg.learning_rate)
         scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         agents.append(Agent(f"agent{i}:{name}", model, tokenizer, optimizer, ref, scaler))
+    # the names the transcripts give the other ranks' agents (idea3.agent_name reads them off the model)
+    shown = ranks.each_agent(len(agents), lambda i: getattr(agents[i].model, "name_or_path_ilr", None))
+    for i, a in enumerate(agents):
+        if a.model is None:
+            a.model = ranks.Elsewhere(i, shown[i])
     return agents
 
 
@@ -461,8 +481,12 @@ class Group(NamedTuple):
 
 
 def grade_groups(groups: list[Group]) -> torch.Tensor:
-    """Correctness [num_groups, G] of every answer by the evaluator's grader (1.0 / 0.0)."""
-    return torch.tensor([[evaluate.reward(t, g.record) for t in g.texts] for g in groups])
+    """Correctness [num_groups, G] of every answer by the evaluator's grader (1.0 / 0.0); each agent's answers are
+    graded by the process that holds the agent (all of them in one process; ranks.py with torchrun)."""
+    graded = ranks.each_agent(max(g.agent for g in groups) + 1, lambda i: [
+        [evaluate.reward(t, g.record) for t in g.texts] for g in groups if g.agent == i])   # [M][its groups][G]
+    by_agent = [iter(rows) for rows in graded]
+    return torch.tensor([next(by_agent[g.agent]) for g in groups])                        # in the groups' order
 
 
 def group_rewards(groups: list[Group], format_reward: float, correct: torch.Tensor | None = None) -> torch.Tensor:
@@ -538,21 +562,25 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
     # 5) GRPO: advantages within each group, then one update per agent on all its groups.
     advantages = grpo.group_advantages(calibrated, scale=cfg.scale_rewards)              # [num_groups, G]
     t_train = time.time()
-    updates = []
-    for i, agent in enumerate(agents):
-        rows = [g for g, group in enumerate(groups) if group.agent == i]
+
+    def update(i: int) -> dict:  # agent i's update, run by the process that holds agent i (ranks.py)
+        agent, rows = agents[i], [g for g, group in enumerate(groups) if group.agent == i]
         prompt_ids = [p for g in rows for p in groups[g].prompt_ids]                     # [len(rows)*G]
         completion_ids = [c for g in rows for c in groups[g].completion_ids]
         batch_i = grpo.pack_batch(prompt_ids, completion_ids, agent.tokenizer.pad_token_id)
+        torch.manual_seed(idea3.stage_seed(seed, "update", i))  # dropout (if any) draws alike in any process
         agent.model.train()                                  # train() only inside the update (dropout, if any)
-        updates.append(grpo.grpo_step(
+        stats = grpo.grpo_step(
             agent.model, agent.optimizer, batch_i, advantages[rows].flatten(), agent.ref_model, beta=cfg.beta,
             epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
             micro_batch_size=cfg.micro_batch_size, max_grad_norm=cfg.max_grad_norm or None,
             temperature=cfg.temperature, use_bias_correction_kl=cfg.use_bias_correction_kl,
             skip_zero_advantage_kl_approx=cfg.skip_zero_advantage_kl_approx, shared_prefix=cfg.shared_prefix,
-            scaler=agent.scaler))
+            scaler=agent.scaler)
         agent.model.eval()                                   # back to eval(): the next generation needs its cache
+        return stats
+
+    updates = ranks.each_agent(M, update)                    # [M] stats, every agent's on every rank
     train_seconds = time.time() - t_train
 
     # 6) Log: TRL's names, ILR's under ilr/; the transcripts with each trained answer's grade, rewards, advantage.
@@ -592,10 +620,11 @@ def generate_groups(cfg: Config, agents: list[Agent], questions: list[dict], mod
     if cfg.method == "grpo":  # the baseline: each agent alone, the test-time prompt, no interaction
         groups = []
         prompts = [evaluate.test_prompt(r) for r in questions]
-        for i, agent in enumerate(agents):
-            out = llm.generate(agent.model, agent.tokenizer, prompts, n=G, temperature=cfg.temperature,
-                               max_new_tokens=cfg.max_completion_length, batch_size=cfg.batch_size,
-                               seed=idea3.stage_seed(seed, "sharing", i))   # as ILR's Sharing: unique per (s, i)
+        outs = ranks.each_agent(len(agents), lambda i: llm.generate(     # each agent where it is held (ranks.py)
+            agents[i].model, agents[i].tokenizer, prompts, n=G, temperature=cfg.temperature,
+            max_new_tokens=cfg.max_completion_length, batch_size=cfg.batch_size,
+            seed=idea3.stage_seed(seed, "sharing", i)))                     # as ILR's Sharing: unique per (s, i)
+        for i, out in enumerate(outs):
             groups += [Group("alone", i, b, rec, [out.prompt_ids[b]] * G, out.completion_ids[b], out.texts[b])
                        for b, rec in enumerate(questions)]
         return groups, [], {}
@@ -709,25 +738,39 @@ def save_checkpoint(run: Path, agents: list[Agent], step: int, settings: dict | 
     takes the newest complete one. A write that fails (disk full) or Ctrl-C removes `checkpoint.tmp` and leaves the
     previous checkpoint as it was."""
     tmp, final, old = run / "checkpoint.tmp", run / "checkpoint", run / "checkpoint.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    with written_aside(tmp, run, f"the checkpoint of step {step}"):
-        tmp.mkdir(parents=True)
-        for i, a in enumerate(agents):
-            torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),     # fp16: the loss
-                        "scaler": a.scaler.state_dict() if a.scaler else None}, tmp / f"agent{i}.pt")  # scale too
-        if settings is not None:
-            (tmp / "settings.json").write_text(json.dumps(settings, indent=1))
-        torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                   tmp / "state.pt.part")
-        os.replace(tmp / "state.pt.part", tmp / "state.pt")
-        llm.write_checksums(tmp)
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    what = f"the checkpoint of step {step}"
+
+    def begin():
+        shutil.rmtree(tmp, ignore_errors=True)
+        with written_aside(tmp, run, what):
+            tmp.mkdir(parents=True)
+
+    def write_agents():  # each process writes the agents it holds (torchrun: rank i writes agent{i}.pt)
+        with written_aside(tmp, run, what):
+            for i, a in enumerate(agents):
+                if ranks.owns(i):
+                    torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),  # fp16: the
+                                "scaler": a.scaler.state_dict() if a.scaler else None}, tmp / f"agent{i}.pt")  # scale
+
+    def finish():
+        with written_aside(tmp, run, what):
+            if settings is not None:
+                (tmp / "settings.json").write_text(json.dumps(settings, indent=1))
+            torch.save({"step": step, "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                        "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                       tmp / "state.pt.part")
+            os.replace(tmp / "state.pt.part", tmp / "state.pt")
+            llm.write_checksums(tmp)
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    ranks.on_main(begin)               # one process: three calls in a row; torchrun: rank 0 begins and finishes,
+    ranks.together(write_agents)       # every rank writes its agent in between (ranks.py, choice 3)
+    ranks.on_main(finish)
 
 
 def find_checkpoint(run: Path) -> Path | None:
@@ -760,6 +803,8 @@ def load_checkpoint(run: Path, agents: list[Agent]) -> int:
     each tensor to its parameter's device and dtype (the optimizer's states too), wherever the agents live."""
     ck = run / "checkpoint"
     for i, a in enumerate(agents):
+        if not ranks.owns(i):                              # torchrun: rank i loads agent i
+            continue
         state = torch.load(ck / f"agent{i}.pt", map_location="cpu", weights_only=False)
         a.model.load_state_dict(state["model"])
         a.optimizer.load_state_dict(state["optimizer"])
@@ -794,6 +839,10 @@ def check_checkpoint(run: Path, checkpoint: Path, cfg: Config) -> None:
     if not path.is_file():                      # written before settings were kept with the checkpoint
         return
     trained, now, defaults = json.loads(path.read_text()), training_settings(cfg), dataclasses.asdict(Config())
+    if (was := trained.pop("world_size", 1)) != ranks.world_size():   # one agent per rank (ranks.py): keep the split
+        how = f"torchrun --nproc_per_node {was} ilr.py --resume {run}" if was > 1 else f"python ilr.py --resume {run}"
+        raise ConfigError(f"{checkpoint} was written by {was} process(es) and this run has {ranks.world_size()}: "
+                          f"resume it as it ran, {how}")
     now = json.loads(json.dumps(now))           # compared as they read back from JSON
     for k, v in now.items():
         if trained.get(k, defaults[k]) != v:    # a setting added to Config since: its default is what ran
@@ -816,17 +865,21 @@ def write_whole(path: Path, text: str) -> None:
 def save_final(run: Path, agents: list[Agent]) -> None:
     """Each trained model in Hugging Face format (`python evaluate.py --model RUN_DIR/final/agent0`), with the
     checksums.json that llm.load_model checks; each folder is written aside and renamed in, so an interrupted
-    save leaves the previous folder or none, never half of one."""
-    for i, a in enumerate(agents):
-        target = run / "final" / f"agent{i}"
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        with written_aside(tmp, run, f"trained agent {i}"):
+    save leaves the previous folder or none, never half of one. Torchrun: rank i writes agent i (ranks.py)."""
+    ranks.together(lambda: [save_final_agent(run, i, a) for i, a in enumerate(agents) if ranks.owns(i)])
+
+
+def save_final_agent(run: Path, i: int, a: Agent) -> None:
+    target = run / "final" / f"agent{i}"
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with written_aside(tmp, run, f"trained agent {i}"):
+        with ranks.own_save(a.model):                 # torchrun: transformers would save on rank 0 only
             a.model.save_pretrained(tmp)
-            a.tokenizer.save_pretrained(tmp)
-            llm.write_checksums(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        a.tokenizer.save_pretrained(tmp)
+        llm.write_checksums(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
 
 
 def append_jsonl(path: Path, row: dict) -> None:
@@ -1049,10 +1102,9 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
     if not irt_needed(cfg):  # modes do not depend on them: skip the cost
         difficulty, abilities, stats = np.full(len(train), 0.5), [0.5] * len(agents), {"skipped": True}
     else:
-        abilities = [irt.estimate_ability(a.model, a.tokenizer, val, batch_size=cfg.batch_size,
-                                          max_new_tokens=cfg.eval_max_new_tokens,
-                                          desc=f"γ: agent{i} answers {len(val)} validation questions")
-                     for i, a in enumerate(agents)]
+        abilities = ranks.each_agent(len(agents), lambda i: irt.estimate_ability(   # where agent i is held
+            agents[i].model, agents[i].tokenizer, val, batch_size=cfg.batch_size,
+            max_new_tokens=cfg.eval_max_new_tokens, desc=f"γ: agent{i} answers {len(val)} validation questions"))
         if cfg.difficulty == "level":  # OURS: the known level as D_q (the control of self-ranking)
             difficulty = irt.level_difficulty([r["meta"].get("level") for r in train])
             stats = {"difficulty": "level"}
@@ -1062,8 +1114,8 @@ def irt_inputs(cfg: Config, agents: list[Agent], train: list[dict], val: list[di
                                                         group_size=cfg.rank_group_size,
                                                         num_splits=cfg.rank_splits, seed=cfg.seed,
                                                         batch_size=cfg.batch_size)
-    path.write_text(json.dumps({"inputs": inputs, "abilities": abilities,
-                                "difficulty": list(map(float, difficulty)), "stats": stats}, default=str))
+    ranks.on_main(lambda: path.write_text(json.dumps({"inputs": inputs, "abilities": abilities, "difficulty":
+                                                      list(map(float, difficulty)), "stats": stats}, default=str)))
     return difficulty, abilities
 
 
@@ -1085,11 +1137,11 @@ def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dic
     names = model_names(cfg)
     for name in cfg.eval_benchmarks.split(","):
         records = data.load_benchmark(name, cfg.data_dir, limit=cfg.eval_limit or None)
-        for i, a in enumerate(agents):
-            twin = names.index(names[i])                     # the first agent loaded from the same model
+
+        def alone(i: int) -> float | None:  # agent i alone, in the process that holds it (ranks.py)
+            a, twin = agents[i], names.index(names[i])       # twin: the first agent loaded from the same model
             if tag == "base" and twin < i:
-                results[f"agent{i}/{name}"] = results[f"agent{twin}/{name}"]
-                continue
+                return None                                  # the same untrained model: agent twin's score
             out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             stamp, inputs = out.with_suffix(".inputs.json"), eval_cache_inputs(cfg, tag, i, records)
@@ -1099,7 +1151,10 @@ def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dic
             summary = evaluate.evaluate_model(a.model, a.tokenizer, records, max_new_tokens=cfg.eval_max_new_tokens,
                                               batch_size=cfg.batch_size, out_path=out, resume=True,
                                               progress=True, name=name)
-            results[f"agent{i}/{name}"] = summary["pass@1"]
+            return summary["pass@1"]
+
+        for i, score in enumerate(ranks.each_agent(len(agents), alone)):
+            results[f"agent{i}/{name}"] = results[f"agent{names.index(names[i])}/{name}"] if score is None else score
     return results
 
 
@@ -1232,8 +1287,14 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         return run_training(argv)
     except (ConfigError, RunDirError, data.DataError, llm.ModelError) as e:
-        print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
+        if ranks.is_main():                   # torchrun: every rank found the same error; rank 0 says it
+            print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except ranks.RankError as e:              # another rank failed or was lost: this one stops, in one line
+        print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    finally:
+        ranks.stop()
 
 
 def run_training(argv: list[str]) -> dict:
@@ -1242,12 +1303,14 @@ def run_training(argv: list[str]) -> dict:
     if cfg.dry_run:                           # the memory plan (memory.py): no weights loaded, nothing written
         import memory
         return memory.dry_run(cfg, model_names(cfg))
+    ranks.start(len(model_names(cfg)), cfg.ddp_timeout)   # torchrun: one agent per rank (ranks.py); else nothing
     run = resume or Path(cfg.output_dir)
     check_output_dir(run)
     previous = signal.signal(signal.SIGINT, raise_interrupted)   # Ctrl-C outside the loop: one line, below
     try:
         run.mkdir(parents=True, exist_ok=True)
-        lock = lock_run(run)                  # from here on this process is the only writer of `run`
+        lock = ranks.on_main(lambda: lock_run(run))   # from here on this process (rank 0) is the only writer of
+        ranks.quiet(run / f"rank{ranks.rank()}.log")   # `run` but for its agents' files; ranks > 0 log there
         try:
             return train_and_evaluate(cfg, run, resume is not None)
         finally:
@@ -1263,7 +1326,7 @@ def run_training(argv: list[str]) -> dict:
 
 
 def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
-    checkpoint = find_checkpoint(run)
+    checkpoint = ranks.on_main(lambda: find_checkpoint(run))   # repairs what a crashed save left: one process
     if not resuming and checkpoint is not None:
         raise ConfigError(f"{run} holds a run already; continue it with --resume {run} or choose another --output_dir")
     if checkpoint is not None:
@@ -1278,8 +1341,8 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
         raise ConfigError(f"{run}/irt.json does not match this run's models and data (changed since step 1?); "
                           f"γ and D_q cannot be measured again on trained agents: start a new run")
     # Nothing was written before this point: a refused setting leaves the run directory as it was.
-    cut_metrics(run / "metrics.jsonl", done)
-    write_whole(run / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))
+    ranks.on_main(lambda: (cut_metrics(run / "metrics.jsonl", done),
+                           write_whole(run / "config.json", json.dumps(dataclasses.asdict(cfg), indent=1))))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -1290,13 +1353,16 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
         print("[ilr] 'tiny' is a random 2-layer model (llm.tiny_model) for checking the plumbing: rewards near 0 "
               "and transcripts of random tokens are expected", flush=True)
 
-    agents = make_agents(cfg)
+    if ranks.active():
+        print(f"[ilr] {ranks.describe()}, agent i in rank i", flush=True)
+    agents = ranks.together(lambda: make_agents(cfg))      # a rank whose model fails to load stops them all
     if checkpoint is not None:
-        load_checkpoint(run, agents)
+        ranks.together(lambda: load_checkpoint(run, agents))
     base = (cached(run / "base.json", base_cache_inputs(cfg)) or {}).get("results", {})
     if cfg.eval_base and done == 0 and not base:  # before any update: the base row
         base = evaluate_alone(cfg, agents, run, "base")
-        (run / "base.json").write_text(json.dumps({"inputs": base_cache_inputs(cfg), "results": base}))
+        ranks.on_main(lambda: (run / "base.json").write_text(json.dumps({"inputs": base_cache_inputs(cfg),
+                                                                         "results": base})))
     elif cfg.eval_base and not base:
         print("[ilr] no base row: the untrained models were evaluated on other benchmarks or settings", flush=True)
     difficulty, abilities = irt_inputs(cfg, agents, train, val, run)
@@ -1313,21 +1379,23 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
         nonlocal interrupted
         interrupted = True
         print("\n[ilr] Ctrl-C: saving a checkpoint after this step", flush=True)
-    tracked = trackers.Trackers(cfg.report_to, run, dataclasses.asdict(cfg), done)   # --report_to (none: nothing)
+    tracked = trackers.Trackers(cfg.report_to if ranks.is_main() else "none", run, dataclasses.asdict(cfg), done)
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         for step in tqdm(range(done, cfg.max_steps), desc="ILR" if cfg.method == "ilr" else "GRPO",
                          initial=done, total=cfg.max_steps, unit="step"):
             metrics, transcripts = train_step(cfg, agents, train, difficulty, abilities, step)
-            append_jsonl(run / "metrics.jsonl", metrics)
-            tracked.log(metrics)                              # the same row to TensorBoard / W&B / trackio
-            tqdm.write(format_line(metrics, len(agents)))
-            if transcripts and (step + 1) % cfg.log_transcript_steps == 0:
-                (run / "transcripts").mkdir(exist_ok=True)
-                (run / "transcripts" / f"step{step + 1:05d}.txt").write_text(
-                    format_step_transcripts(step + 1, transcripts))
+            if ranks.is_main():                               # torchrun: every rank has the same metrics
+                append_jsonl(run / "metrics.jsonl", metrics)
+                tracked.log(metrics)                          # the same row to TensorBoard / W&B / trackio
+                tqdm.write(format_line(metrics, len(agents)))
+                if transcripts and (step + 1) % cfg.log_transcript_steps == 0:
+                    (run / "transcripts").mkdir(exist_ok=True)
+                    (run / "transcripts" / f"step{step + 1:05d}.txt").write_text(
+                        format_step_transcripts(step + 1, transcripts))
+            interrupted = ranks.any_rank(interrupted)         # torchrun: all ranks stop after the same step
             if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps or interrupted:
-                save_checkpoint(run, agents, step + 1, training_settings(cfg))
+                save_checkpoint(run, agents, step + 1, training_settings(cfg) | {"world_size": ranks.world_size()})
             if interrupted:
                 sys.exit(f"[ilr] stopped after step {step + 1}; continue with: python ilr.py --resume {run}")
     finally:
@@ -1337,12 +1405,7 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
     save_final(run, agents)
     trained = evaluate_alone(cfg, agents, run, f"step{cfg.max_steps}")
     table = results_table(cfg, base, trained, len(agents))
-    (run / "results.json").write_text(json.dumps({"base": base, "trained": trained}, indent=1))
-    (run / "results.md").write_text(table + "\n")
-    try:
-        plot_run(run)
-    except Exception as e:  # a plot is a convenience: never lose a finished run over it
-        print(f"[ilr] plot failed: {e}")
+    ranks.on_main(lambda: write_results(run, base, trained, table))
     print(f"\npass@1 (%) of each agent alone, {cfg.eval_limit or 'all'} questions per benchmark:\n{table}\n"
           f"[ilr] {run}/metrics.jsonl, {run}/curves.png, {run}/results.md", flush=True)
     return {"base": base, "trained": trained, "run": str(run)}
@@ -1358,6 +1421,15 @@ def read_metrics(run: Path) -> list[dict]:
     if not path.is_file():
         sys.exit(f"ilr.py plot: {path}: no such file (is {run} a run directory?)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_results(run: Path, base: dict, trained: dict, table: str) -> None:
+    (run / "results.json").write_text(json.dumps({"base": base, "trained": trained}, indent=1))
+    (run / "results.md").write_text(table + "\n")
+    try:
+        plot_run(run)
+    except Exception as e:  # a plot is a convenience: never lose a finished run over it
+        print(f"[ilr] plot failed: {e}")
 
 
 def plot_run(run: Path) -> dict:

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 import llm  # generate(...) is looked up at call time, so tests can monkeypatch it
+import ranks
 
 IRT_SCALE = 1.7  # PAPER (secondary): the normal-ogive scaling constant D = 1.7 of IRT (1PL/Rasch form)
 MODE_THRESHOLD = 0.5  # PAPER (secondary): cooperation if P < 0.5
@@ -466,9 +467,10 @@ def estimate_difficulty(agents: Sequence[tuple], questions: Sequence[str], **ran
     stats sums the agents' counts and adds valid_share = valid / ranked groups.
     """
     all_ranks, counts = [], Counter()
-    for model, tokenizer in agents:
-        ranks, agent_counts = self_rank(model, tokenizer, questions, **rank_kwargs)
-        all_ranks.append(ranks)
+    # each agent ranks in the process that holds it (one process: all of them; torchrun: ranks.py)
+    for agent_ranks, agent_counts in ranks.each_agent(len(agents), lambda i: self_rank(*agents[i], questions,
+                                                                                       **rank_kwargs)):
+        all_ranks.append(agent_ranks)
         counts.update(agent_counts)
     stats = dict(counts)
     ranked = counts["valid"] + counts["partial"] + counts["invalid"]

@@ -300,11 +300,34 @@ def _finish(model, tokenizer, device, precision):
     """Place the model (no dtype change), eval mode (generation needs it: header choice 5), left padding, pad."""
     model = place(model, device or "auto", precision, next(model.parameters()).dtype)
     model.eval()
+    tokenizer = _pad_left(tokenizer)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _pad_left(tokenizer):
     tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return tokenizer
+
+
+def load_tokenizer(name: str):
+    """The tokenizer `load_model(name)` (or ilr's "tiny") comes with, without the weights: what a process needs of
+    an agent that another process holds (ranks.py: it reads that agent's texts; it never runs its model)."""
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    if name == "tiny" or name.startswith("tiny:"):
+        return _pad_left(AutoTokenizer.from_pretrained(_embedded_dir()))
+    source = model_source(name)
+    path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    if source == "local" and (path / ADAPTER_CONFIG).is_file() and not (path / "tokenizer_config.json").is_file():
+        return load_tokenizer(json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"])
+    try:
+        return _pad_left(AutoTokenizer.from_pretrained(path))
+    except OSError as e:
+        raise _hub_error(name, e) from None
 
 
 HUB_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # owner/name as the Hub spells them: letters, digits, - _ . (dots too)

@@ -58,6 +58,7 @@ BAD_SETTINGS = [
     (["--loss_type", "ppo"], "--loss_type must be 'grpo' or 'dapo'"),
     (["--scale_rewards", "group"], "--scale_rewards must be 'std' or 'none'"),
     (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0"),
+    (["--ddp_timeout", "0"], "--ddp_timeout must be >= 1"),
     (["--micro_batch_size", "0"], "--micro_batch_size must be >= 1"),
     (["--temperature", "0"], "--temperature must be > 0"),
     (["--max_completion_length", "0"], "--max_completion_length must be >= 1"),
