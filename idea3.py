@@ -62,12 +62,21 @@ Choices where the paper is open (# OPEN: / # OURS: in the code; each lives in on
     Two copies of one model with greedy decoding give identical answers at every stage (so `generate_stage`
     generates them once): use temperature > 0 to make them differ.
 11. Seeds: each (stage, agent) generate call gets its own seed (`stage_seed`), so two copies of one model
-    sample differently from the same prompt.
+    sample differently from the same prompt. A call for several adapter agents (choice 12) takes the seed of its
+    first agent.
+12. Agents that are LoRA adapters on one shared base (`ilr.py --use_peft`: adapters.AgentView of one PeftModel,
+    one tokenizer) generate each stage in ONE llm.generate call on the PeftModel, each prompt with its agent's
+    adapter (PEFT's adapter_names): fewer, fuller forward passes (adapters.py choice 6 has the timings). The
+    greedy answers are those of one call per agent (tests/test_adapters.py checks it); the SAMPLED answers of a
+    --use_peft run differ from the per-agent path's (one random stream for all the group's rows, and chunks mix
+    agents), but stay seeded per step, so a run is reproducible and resumes exactly. Agents of different bases,
+    and whole models, keep one call each; `BATCH_ADAPTERS = False` gives one call per agent everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 import time
@@ -75,6 +84,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import adapters
 import evaluate
 import llm  # llm.generate is looked up at call time, so tests can count the calls
 
@@ -83,6 +93,7 @@ STAGES = ("sharing", "analysis", "fusion")          # PAPER: Idea Sharing -> Ide
 TRAINABLE_STAGES = ("sharing", "fusion")            # OURS (choice 4): analysis has no gradable answer
 TAIL_FRACTION = 0.25                                # OURS (choice 7): share of the budget kept from the end
 CUT_MARK = "\n[...]\n"                              # OURS (choice 7): shows the reader that text was cut
+BATCH_ADAPTERS = True                               # OURS (choice 12): False = one generate call per agent
 
 # ----------------------------------------------------------------------------------------------------------
 # 1) The prompts — all their text is here
@@ -254,7 +265,7 @@ def cut_text(text: str, tokenizer, budget: int | None, tail_fraction: float = TA
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 3) The protocol: one generate call per agent per stage, over all B questions
+# 3) The protocol: one generate call per agent per stage, over all B questions (adapters of one base: one call)
 # ----------------------------------------------------------------------------------------------------------
 
 class Sample(NamedTuple):
@@ -315,16 +326,61 @@ def generate_stage(agents, prompts, stage: str, n: int, temperature: float, max_
 
     OURS (choice 10): greedy decoding of the same (model, tokenizer) objects on the same prompts gives the same
     output, so it is generated once and shared (copies of one model, e.g. the single answers).
+    OURS (choice 12): agents that are adapters of one shared base (ilr --use_peft) generate in one call.
     """
-    out, done = [], {}
-    for i, (model, tokenizer) in enumerate(agents):
-        key = (id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
-        if key not in done:
-            done[key] = llm.generate(model, tokenizer, prompts[i], n=n, temperature=temperature,
-                                     max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                                     seed=stage_seed(seed, stage, i))
-        out.append(done[key])
-    return out
+    keys = [(id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
+            for i, (model, tokenizer) in enumerate(agents)]                               # [M] choice 10
+    first = [keys.index(key) for key in keys]                                             # [M] whose output i takes
+    unique = [i for i in range(len(agents)) if first[i] == i]
+    groups = adapter_groups(agents, unique) if BATCH_ADAPTERS else [[i] for i in unique]
+    done = {}
+    for group in groups:
+        gens = generate_together(agents, prompts, group, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, progress=progress, seed=stage_seed(seed, stage, group[0]))
+        done |= dict(zip(group, gens))
+    return [done[first[i]] for i in range(len(agents))]
+
+
+def adapter_groups(agents, indices: Sequence[int]) -> list[list[int]]:
+    """`indices` of `agents` grouped by generate call (choice 12): the adapters.AgentView agents of one PeftModel
+    and tokenizer together, in agent order; every other agent alone.
+
+    >>> one, two = object(), object()
+    >>> views = [adapters.AgentView(one, "agent0"), adapters.AgentView(two, "agent1"), adapters.AgentView(one, "a2")]
+    >>> adapter_groups([(v, "tok") for v in views] + [("a whole model", "tok")], [0, 1, 2, 3])
+    [[0, 2], [1], [3]]
+    """
+    groups: dict = {}
+    for i in indices:
+        model, tokenizer = agents[i]
+        view = type(model) is adapters.AgentView                       # not a ReferenceView (adapters off)
+        groups.setdefault((id(model.peft_model), id(tokenizer)) if view else ("alone", i), []).append(i)
+    return list(groups.values())
+
+
+def split_generation(gen: llm.Generation, sizes: Sequence[int]) -> list[llm.Generation]:
+    """A Generation over sum(sizes) prompts, cut into consecutive parts of `sizes` prompts (one per agent).
+
+    >>> gen = llm.Generation([["a"], ["b"], ["c"]], [[1], [2], [3]], [[[4]], [[5]], [[6]]], [[1], [0], [1]])
+    >>> [part.texts for part in split_generation(gen, [1, 2])]
+    [[['a']], [['b'], ['c']]]
+    """
+    bounds = list(itertools.accumulate(sizes, initial=0))
+    return [llm.Generation(*(getattr(gen, f.name)[lo:hi] for f in dataclasses.fields(gen)))
+            for lo, hi in zip(bounds, bounds[1:])]
+
+
+def generate_together(agents, prompts, group: Sequence[int], seed, **settings) -> list[llm.Generation]:
+    """One llm.generate call for the agents of `group` (adapter_groups): -> [len(group)] Generations. One agent:
+    its own model, as always. Several (adapters of one PeftModel): the PeftModel on all their prompts, each with
+    its agent's adapter, under ONE seed (choice 11): sampled answers differ from one call per agent, greedy ones not."""
+    model, tokenizer = agents[group[0]]
+    if len(group) == 1:
+        return [llm.generate(model, tokenizer, prompts[group[0]], seed=seed, **settings)]
+    names = [agents[i][0].adapter for i in group for _ in prompts[i]]                 # [sum B_i]
+    gen = llm.generate(model.peft_model, tokenizer, [p for i in group for p in prompts[i]], seed=seed,
+                       adapter_names=names, **settings)
+    return split_generation(gen, [len(prompts[i]) for i in group])
 
 
 def cut_for_readers(agents, texts: Sequence[Sequence[str]], budget: int | None) -> list[list[list[str]]]:
