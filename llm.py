@@ -675,11 +675,7 @@ def _generate_chunk(model, tokenizer, prompt_ids: list[list[int]], n, temperatur
     copies = n if temperature > 0 else 1  # greedy: the n samples are identical, so decode once
     input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     max_len = width + max_new_tokens                                            # what the cache can reach
-    # The rows are repeated here (not by num_return_sequences) when the prompts are long enough to share a
-    # prefill, and always with adapter_names: PEFT repeats adapter_names for num_beams only, not for
-    # num_return_sequences (peft 0.21, LoraModel._enable_peft_forward_hooks), so it would misalign rows and names.
-    expand = copies > 1 and (width > 1 or adapter_names is not None)
-    shared = expand and width > 1
+    shared = copies > 1 and width > 1
     if shared:
         # The n samples of a prompt share its prefix: encode the prompt once, then give each sample a copy
         # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
@@ -688,14 +684,16 @@ def _generate_chunk(model, tokenizer, prompt_ids: list[list[int]], n, temperatur
         cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=max_len,
                         adapter_names=adapter_names)
         cache.batch_repeat_interleave(copies)
-    else:
-        cache = kv_cache(model, max_len)                                        # empty: model.generate fills it
-    if expand:
         input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (B*copies, P)
         attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+    else:
+        cache = kv_cache(model, max_len)                                        # empty: model.generate fills it
+    # Every forward of model.generate sees the B*copies rows (repeated above, or by num_return_sequences, which
+    # repeat_interleaves too), but PEFT repeats adapter_names for num_beams only, not for num_return_sequences
+    # (peft 0.21, LoraModel._enable_peft_forward_hooks): so the names are repeated here, like the rows.
     per_row = {} if adapter_names is None else {"adapter_names": [a for a in adapter_names for _ in range(copies)]}
     config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
-                               num_return_sequences=1 if expand else copies)
+                               num_return_sequences=1 if shared else copies)
     with own_generation_config(model, config):
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
                              generation_config=config, **per_row)               # (B*copies, P+T)

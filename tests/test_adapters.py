@@ -216,7 +216,7 @@ def test_sampled_copies_of_each_prompt_run_with_its_own_agents_adapter(monkeypat
     cold, per_agent = both_paths(monkeypatch, agents, 3, 1e-6, batch_size=6)  # 2 prompts (6 rows) per forward
     assert cold == per_agent == [[row * 3 for row in g] for g in greedy]
     assert all(len(set(map(tuple, greedy[0][b] + greedy[1][b]))) == 2 for b in range(3))
-    # one-token prompts: no prefill to share, the copies are made before model.generate (not num_return_sequences)
+    # one-token prompts: no prefill to share, num_return_sequences makes the copies (the names, repeated by llm)
     peft, tok = agents[0][0].peft_model, agents[0][1]
     eos = llm.eos_ids(peft, tok)
     one = llm._generate_chunk(peft, tok, [[42], [42]], 2, 1e-6, 1.0, 5, eos, ["agent0", "agent1"])   # [B][n]
