@@ -65,12 +65,15 @@ Choices where the paper is open (# OPEN: / # OURS: in the code; each lives in on
     sample differently from the same prompt. A call for several adapter agents (choice 12) takes the seed of its
     first agent.
 12. Agents that are LoRA adapters on one shared base (`ilr.py --use_peft`: adapters.AgentView of one PeftModel,
-    one tokenizer) generate each stage in ONE llm.generate call on the PeftModel, each prompt with its agent's
-    adapter (PEFT's adapter_names): fewer, fuller forward passes (adapters.py choice 6 has the timings). The
-    greedy answers are those of one call per agent (tests/test_adapters.py checks it); the SAMPLED answers of a
-    --use_peft run differ from the per-agent path's (one random stream for all the group's rows, and chunks mix
-    agents), but stay seeded per step, so a run is reproducible and resumes exactly. Agents of different bases,
-    and whole models, keep one call each; `BATCH_ADAPTERS = False` gives one call per agent everywhere.
+    one tokenizer) generate a stage in ONE llm.generate call on the PeftModel, each prompt with its agent's
+    adapter (PEFT's adapter_names), when that runs fewer batches than one call per agent (`merges_batches`: an
+    agent's rows do not fill `batch_size`, e.g. ilr's defaults B = 2, G = 4, batch_size 64). Where each agent's
+    rows fill their batches anyway it keeps one call per agent: PEFT's per-row adapters then only add work
+    (measured: 10-15 % faster when batches merge, 14-18 % slower when not; adapters.py choice 6). Greedy answers
+    are those of one call per agent (tests/test_adapters.py checks it); the SAMPLED answers of a merged call
+    differ from the per-agent path's (one random stream for the group's rows, and batches mix agents), but stay
+    seeded per step, so a run is reproducible and resumes exactly. Agents of different bases and whole models
+    keep one call each; `BATCH_ADAPTERS = False` gives one call per agent everywhere.
 """
 
 from __future__ import annotations
@@ -326,15 +329,15 @@ def generate_stage(agents, prompts, stage: str, n: int, temperature: float, max_
 
     OURS (choice 10): greedy decoding of the same (model, tokenizer) objects on the same prompts gives the same
     output, so it is generated once and shared (copies of one model, e.g. the single answers).
-    OURS (choice 12): agents that are adapters of one shared base (ilr --use_peft) generate in one call.
+    OURS (choice 12): agents that are adapters of one shared base (ilr --use_peft) generate in one call where
+    that runs fewer batches (call_groups).
     """
     keys = [(id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
             for i, (model, tokenizer) in enumerate(agents)]                               # [M] choice 10
     first = [keys.index(key) for key in keys]                                             # [M] whose output i takes
     unique = [i for i in range(len(agents)) if first[i] == i]
-    groups = adapter_groups(agents, unique) if BATCH_ADAPTERS else [[i] for i in unique]
     done = {}
-    for group in groups:
+    for group in call_groups(agents, prompts, unique, n, temperature, batch_size):
         gens = generate_together(agents, prompts, group, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
                                  batch_size=batch_size, progress=progress, seed=stage_seed(seed, stage, group[0]))
         done |= dict(zip(group, gens))
@@ -356,6 +359,29 @@ def adapter_groups(agents, indices: Sequence[int]) -> list[list[int]]:
         view = type(model) is adapters.AgentView                       # not a ReferenceView (adapters off)
         groups.setdefault((id(model.peft_model), id(tokenizer)) if view else ("alone", i), []).append(i)
     return list(groups.values())
+
+
+def merges_batches(sizes: Sequence[int], n: int, temperature: float, batch_size: int) -> bool:
+    """True when one llm.generate over the prompts of all agents (sizes[i] prompts each) runs fewer batches, i.e.
+    fewer decoding loops, than one call per agent (choice 12).
+
+    >>> merges_batches([4, 4], 1, 0.0, 16), merges_batches([2, 2], 4, 1.0, 64), merges_batches([4, 4], 4, 1.0, 16)
+    (True, True, False)
+    """
+    per_batch = llm.prompts_per_batch(n, temperature, batch_size)
+    batches = lambda num_prompts: -(-num_prompts // per_batch)                       # ceil
+    return batches(sum(sizes)) < sum(batches(size) for size in sizes)
+
+
+def call_groups(agents, prompts, indices: Sequence[int], n: int, temperature: float,
+                batch_size: int) -> list[list[int]]:
+    """The llm.generate calls of a stage as lists of agent `indices` (choice 12): the adapter agents of one base
+    (adapter_groups) in one call where that merges batches (merges_batches), every other agent in a call alone."""
+    calls = []
+    for group in adapter_groups(agents, indices) if BATCH_ADAPTERS else [[i] for i in indices]:
+        together = merges_batches([len(prompts[i]) for i in group], n, temperature, batch_size)
+        calls += [group] if together else [[i] for i in group]
+    return calls
 
 
 def split_generation(gen: llm.Generation, sizes: Sequence[int]) -> list[llm.Generation]:

@@ -620,6 +620,16 @@ def own_generation_config(model, config):
         model.generation_config = shipped
 
 
+def prompts_per_batch(n: int, temperature: float, batch_size: int) -> int:
+    """Prompts per batch of `generate` (header, choice 2): batch_size sequences, n per prompt when sampling (greedy
+    decodes each prompt once).
+
+    >>> prompts_per_batch(4, 1.0, 16), prompts_per_batch(4, 0.0, 16), prompts_per_batch(8, 1.0, 4)
+    (4, 16, 1)
+    """
+    return max(1, batch_size // (n if temperature > 0 else 1))
+
+
 def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False,
              seed: int | None = None, desc: str = "generate", adapter_names: list[str] | None = None) -> Generation:
@@ -648,7 +658,7 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
         torch.manual_seed(seed)
     prompt_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]                        # [B][P_b]
     order = sorted(range(len(prompts)), key=lambda b: len(prompt_ids[b]))
-    per_batch = max(1, batch_size // (n if temperature > 0 else 1))                      # prompts per forward
+    per_batch = prompts_per_batch(n, temperature, batch_size)                            # prompts per forward
     eos = eos_ids(model, tokenizer)
     completion_ids: list = [None] * len(prompts)
     finished: list = [None] * len(prompts)

@@ -224,15 +224,23 @@ def test_sampled_copies_of_each_prompt_run_with_its_own_agents_adapter(monkeypat
     assert one == [[alone[0]] * 2, [alone[1]] * 2] and alone[0] != alone[1]
     # sampling proper (T = 1): one seed per batched call, so the same step samples the same answers again
     monkeypatch.setattr(idea3, "BATCH_ADAPTERS", True)
-    runs = [[g.completion_ids for g in idea3.generate_stage(agents, MIXED, "fusion", 3, 1.0, 6, 5, 4, False)]
+    runs = [[g.completion_ids for g in idea3.generate_stage(agents, MIXED, "fusion", 3, 1.0, 6, 5, 6, False)]
             for _ in range(2)]
     assert runs[0] == runs[1] and all(len(g[b]) == 3 for g in runs[0] for b in range(3))
 
 
-def test_agents_on_different_bases_generate_one_call_each(monkeypatch, generate_calls):
+def test_adapters_whose_rows_fill_their_batches_and_agents_on_different_bases_keep_one_call_each(monkeypatch,
+                                                                                                 generate_calls):
+    agents = two_adapters()
+    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 6, False)    # 3 prompts x 2 = one batch each
+    assert generate_calls == [agents[0][0], agents[1][0]]
+    generate_calls.clear()
+    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 12, False)   # both agents' 12 rows: one batch
+    assert generate_calls == [agents[0][0].peft_model]
+    generate_calls.clear()
     monkeypatch.setattr(ilr, "load_agent_model", lambda name, seed: llm.tiny_model(seed=seed))
     agents = [(a.model, a.tokenizer) for a in make(models="tiny,other", use_peft=True)]
-    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 4, False)
+    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 12, False)
     assert generate_calls == [agents[0][0], agents[1][0]]                    # each its own AgentView
 
 
