@@ -28,6 +28,14 @@ Choices (OURS; the paper trains whole models):
 5. QLoRA (--load_in_4bit): the base's linear layers in bitsandbytes NF4 (double quantization, compute in the
    run's precision), PEFT's prepare_model_for_kbit_training, adapters in fp32 (as TRL). The evaluation of a
    trained QLoRA adapter loads the base unquantised (its names the same model; the usual way to serve QLoRA).
+6. Generation: the agents of one base sample an Idea3 stage in ONE llm.generate call on the PeftModel, each prompt
+   with its agent's adapter (PEFT's adapter_names, inference only; idea3 choice 12), where that runs fewer batches
+   than one call per agent; else one call each (`AgentView.generate`). Same greedy ids either way
+   (tests/test_adapters.py). Measured (bench/adapters_generate.py, 2026-12-07, 1 thread, CPU seconds, SmolLM2-135M,
+   docs/RESULTS.md "Adapters"): merged batches 7.6-7.8 -> 6.6-6.9 s (greedy, 4 prompts per agent) and 23.0-24.4 ->
+   20.2-20.9 s (one Idea3 step at ilr's defaults); nothing merged (each agent's n = 4 samples fill a batch) 11.9-12.3
+   -> 13.5-14.3 s, PEFT's per-row gather and scatter in every LoRA layer for nothing: hence the rule. ilr's
+   `--method grpo` baseline (ilr.generate_groups) still makes one call per agent.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ Choices where the paper is open (# OPEN: / # OURS: in the code; each lives in on
     adapter (PEFT's adapter_names), when that runs fewer batches than one call per agent (`merges_batches`: an
     agent's rows do not fill `batch_size`, e.g. ilr's defaults B = 2, G = 4, batch_size 64). Where each agent's
     rows fill their batches anyway it keeps one call per agent: PEFT's per-row adapters then only add work
-    (measured: 10-15 % faster when batches merge, 14-18 % slower when not; adapters.py choice 6). Greedy answers
+    (SmolLM2 on a CPU: 9-17 % faster when batches merge, 9-16 % slower when not; adapters.py choice 6). Greedy answers
     are those of one call per agent (tests/test_adapters.py checks it); the SAMPLED answers of a merged call
     differ from the per-agent path's (one random stream for the group's rows, and batches mix agents), but stay
     seeded per step, so a run is reproducible and resumes exactly. Agents of different bases and whole models
