@@ -28,6 +28,14 @@ Choices (OURS; the paper trains whole models):
 5. QLoRA (--load_in_4bit): the base's linear layers in bitsandbytes NF4 (double quantization, compute in the
    run's precision), PEFT's prepare_model_for_kbit_training, adapters in fp32 (as TRL). The evaluation of a
    trained QLoRA adapter loads the base unquantised (its names the same model; the usual way to serve QLoRA).
+6. Generation: the agents of one base sample an Idea3 stage in ONE llm.generate call on the PeftModel, each prompt
+   with its agent's adapter (PEFT's adapter_names, inference only; idea3 choice 12), where that runs fewer batches
+   than one call per agent; else one call each (`AgentView.generate`). Same greedy ids either way
+   (tests/test_adapters.py). Measured (bench/adapters_generate.py, 2026-12-07, 1 thread, CPU seconds, SmolLM2-135M,
+   docs/RESULTS.md "Adapters"): merged batches 7.6-7.8 -> 6.6-6.9 s (greedy, 4 prompts per agent) and 23.0-24.4 ->
+   20.2-20.9 s (one Idea3 step at ilr's defaults); nothing merged (each agent's n = 4 samples fill a batch) 11.9-12.3
+   -> 13.5-14.3 s, PEFT's per-row gather and scatter in every LoRA layer for nothing: hence the rule. ilr's
+   `--method grpo` baseline (ilr.generate_groups) still makes one call per agent.
 """
 
 from __future__ import annotations
@@ -69,12 +77,18 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modu
                            task_type="CAUSAL_LM", bias="none")
 
 
-def attach_adapters(base, adapters: list[str], config):
-    """A PeftModel over `base` with one (zero-initialised B, so inert) adapter per name; the base is frozen."""
+def attach_adapters(base, adapters: list[str], config, seeds: list[int] | None = None):
+    """A PeftModel over `base` with one (zero-initialised B, so inert) adapter per name; the base is frozen.
+    seeds[k] (if given) seeds adapter k's random A: each adapter starts the same whether it is built beside the
+    others (one process) or alone (its own rank under torchrun, ranks.py)."""
     peft = need_package("peft", "--use_peft")
-    model = peft.get_peft_model(base, config, adapter_name=adapters[0])
-    for name in adapters[1:]:
-        model.add_adapter(name, config)
+    for k, name in enumerate(adapters):
+        if seeds is not None:
+            torch.manual_seed(seeds[k])
+        if k == 0:
+            model = peft.get_peft_model(base, config, adapter_name=name)
+        else:
+            model.add_adapter(name, config)
     return model
 
 
@@ -113,7 +127,8 @@ def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> 
     config = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     shared: dict[str, tuple] = {}                                  # model name -> (PeftModel, tokenizer)
     for name in dict.fromkeys(n for n in names if n is not None):  # distinct names, in order
-        adapters = [f"agent{i}" for i, n in enumerate(names) if n == name]
+        agents_here = [i for i, n in enumerate(names) if n == name]
+        adapters = [f"agent{i}" for i in agents_here]
         if cfg.load_in_4bit:
             base, tokenizer = llm.load_base(base_name(name, cfg.seed), quantization_config=nf4_config(precision))
             peft = need_package("peft", "--use_peft")
@@ -125,7 +140,8 @@ def make_adapter_agents(cfg, names: list[str], load, device, precision: str) -> 
         base.requires_grad_(False)                                 # frozen: only adapters train
         if cfg.gradient_checkpointing:  # transformers 5 checkpoints non-reentrantly: a frozen embedding needs no
             base.activation_checkpointing_enable()                 # enable_input_require_grads (tests check grads)
-        model = attach_adapters(base, adapters, copy.deepcopy(config))     # a config object per base
+        model = attach_adapters(base, adapters, copy.deepcopy(config),     # a config object per base; agent i's
+                                [cfg.seed * 1000 + i for i in agents_here])  # A seeded by (seed, i)
         for adapter in adapters:                                   # written to adapter_config.json
             model.peft_config[adapter].base_model_name_or_path = base_name(name, cfg.seed)
         model.eval()

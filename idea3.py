@@ -62,12 +62,24 @@ Choices where the paper is open (# OPEN: / # OURS: in the code; each lives in on
     Two copies of one model with greedy decoding give identical answers at every stage (so `generate_stage`
     generates them once): use temperature > 0 to make them differ.
 11. Seeds: each (stage, agent) generate call gets its own seed (`stage_seed`), so two copies of one model
-    sample differently from the same prompt.
+    sample differently from the same prompt. A call for several adapter agents (choice 12) takes the seed of its
+    first agent.
+12. Agents that are LoRA adapters on one shared base (`ilr.py --use_peft`: adapters.AgentView of one PeftModel,
+    one tokenizer) generate a stage in ONE llm.generate call on the PeftModel, each prompt with its agent's
+    adapter (PEFT's adapter_names), when that runs fewer batches than one call per agent (`merges_batches`: an
+    agent's rows do not fill `batch_size`, e.g. ilr's defaults B = 2, G = 4, batch_size 64). Where each agent's
+    rows fill their batches anyway it keeps one call per agent: PEFT's per-row adapters then only add work
+    (SmolLM2 on a CPU: 9-17 % faster when batches merge, 9-16 % slower when not; adapters.py choice 6). Greedy answers
+    are those of one call per agent (tests/test_adapters.py checks it); the SAMPLED answers of a merged call
+    differ from the per-agent path's (one random stream for the group's rows, and batches mix agents), but stay
+    seeded per step, so a run is reproducible and resumes exactly. Agents of different bases and whole models
+    keep one call each; `BATCH_ADAPTERS = False` gives one call per agent everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 import time
@@ -75,6 +87,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import adapters
 import evaluate
 import llm  # llm.generate is looked up at call time, so tests can count the calls
 import ranks
@@ -84,6 +97,7 @@ STAGES = ("sharing", "analysis", "fusion")          # PAPER: Idea Sharing -> Ide
 TRAINABLE_STAGES = ("sharing", "fusion")            # OURS (choice 4): analysis has no gradable answer
 TAIL_FRACTION = 0.25                                # OURS (choice 7): share of the budget kept from the end
 CUT_MARK = "\n[...]\n"                              # OURS (choice 7): shows the reader that text was cut
+BATCH_ADAPTERS = True                               # OURS (choice 12): False = one generate call per agent
 
 # ----------------------------------------------------------------------------------------------------------
 # 1) The prompts — all their text is here
@@ -255,7 +269,7 @@ def cut_text(text: str, tokenizer, budget: int | None, tail_fraction: float = TA
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 3) The protocol: one generate call per agent per stage, over all B questions
+# 3) The protocol: one generate call per agent per stage, over all B questions (adapters of one base: one call)
 # ----------------------------------------------------------------------------------------------------------
 
 class Sample(NamedTuple):
@@ -317,21 +331,86 @@ def generate_stage(agents, prompts, stage: str, n: int, temperature: float, max_
 
     OURS (choice 10): greedy decoding of the same (model, tokenizer) objects on the same prompts gives the same
     output, so it is generated once and shared (copies of one model, e.g. the single answers).
+    OURS (choice 12): agents that are adapters of one shared base (ilr --use_peft) generate in one call where
+    that runs fewer batches (call_groups).
     With one agent per process (torchrun, ranks.py) each process generates for the agent it holds and receives
     the other agents' Generations: every process then has all M, as one process would.
     """
+    keys = [(id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
+            for i, (model, tokenizer) in enumerate(agents)]                               # [M] choice 10
+    first = [keys.index(key) for key in keys]                                             # [M] whose output i takes
+    unique = [i for i in range(len(agents)) if first[i] == i and ranks.owns(i)]           # this process's calls
     done = {}
+    for group in call_groups(agents, prompts, unique, n, temperature, batch_size):
+        gens = generate_together(agents, prompts, group, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, progress=progress, seed=stage_seed(seed, stage, group[0]))
+        done |= dict(zip(group, gens))
+    return ranks.each_agent(len(agents), lambda i: done[first[i]])                      # [M], in agent order
 
-    def one(i):
+
+def adapter_groups(agents, indices: Sequence[int]) -> list[list[int]]:
+    """`indices` of `agents` grouped by generate call (choice 12): the adapters.AgentView agents of one PeftModel
+    and tokenizer together, in agent order; every other agent alone.
+
+    >>> one, two = object(), object()
+    >>> views = [adapters.AgentView(one, "agent0"), adapters.AgentView(two, "agent1"), adapters.AgentView(one, "a2")]
+    >>> adapter_groups([(v, "tok") for v in views] + [("a whole model", "tok")], [0, 1, 2, 3])
+    [[0, 2], [1], [3]]
+    """
+    groups: dict = {}
+    for i in indices:
         model, tokenizer = agents[i]
-        key = (id(model), id(tokenizer), tuple(prompts[i])) if temperature <= 0 else i
-        if key not in done:
-            done[key] = llm.generate(model, tokenizer, prompts[i], n=n, temperature=temperature,
-                                     max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
-                                     seed=stage_seed(seed, stage, i))
-        return done[key]
+        view = type(model) is adapters.AgentView                       # not a ReferenceView (adapters off)
+        groups.setdefault((id(model.peft_model), id(tokenizer)) if view else ("alone", i), []).append(i)
+    return list(groups.values())
 
-    return ranks.each_agent(len(agents), one)
+
+def merges_batches(sizes: Sequence[int], n: int, temperature: float, batch_size: int) -> bool:
+    """True when one llm.generate over the prompts of all agents (sizes[i] prompts each) runs fewer batches, i.e.
+    fewer decoding loops, than one call per agent (choice 12).
+
+    >>> merges_batches([4, 4], 1, 0.0, 16), merges_batches([2, 2], 4, 1.0, 64), merges_batches([4, 4], 4, 1.0, 16)
+    (True, True, False)
+    """
+    per_batch = llm.prompts_per_batch(n, temperature, batch_size)
+    batches = lambda num_prompts: -(-num_prompts // per_batch)                       # ceil
+    return batches(sum(sizes)) < sum(batches(size) for size in sizes)
+
+
+def call_groups(agents, prompts, indices: Sequence[int], n: int, temperature: float,
+                batch_size: int) -> list[list[int]]:
+    """The llm.generate calls of a stage as lists of agent `indices` (choice 12): the adapter agents of one base
+    (adapter_groups) in one call where that merges batches (merges_batches), every other agent in a call alone."""
+    calls = []
+    for group in adapter_groups(agents, indices) if BATCH_ADAPTERS else [[i] for i in indices]:
+        together = merges_batches([len(prompts[i]) for i in group], n, temperature, batch_size)
+        calls += [group] if together else [[i] for i in group]
+    return calls
+
+
+def split_generation(gen: llm.Generation, sizes: Sequence[int]) -> list[llm.Generation]:
+    """A Generation over sum(sizes) prompts, cut into consecutive parts of `sizes` prompts (one per agent).
+
+    >>> gen = llm.Generation([["a"], ["b"], ["c"]], [[1], [2], [3]], [[[4]], [[5]], [[6]]], [[1], [0], [1]])
+    >>> [part.texts for part in split_generation(gen, [1, 2])]
+    [[['a']], [['b'], ['c']]]
+    """
+    bounds = list(itertools.accumulate(sizes, initial=0))
+    return [llm.Generation(*(getattr(gen, f.name)[lo:hi] for f in dataclasses.fields(gen)))
+            for lo, hi in zip(bounds, bounds[1:])]
+
+
+def generate_together(agents, prompts, group: Sequence[int], seed, **settings) -> list[llm.Generation]:
+    """One llm.generate call for the agents of `group` (adapter_groups): -> [len(group)] Generations. One agent:
+    its own model, as always. Several (adapters of one PeftModel): the PeftModel on all their prompts, each with
+    its agent's adapter, under ONE seed (choice 11): sampled answers differ from one call per agent, greedy ones not."""
+    model, tokenizer = agents[group[0]]
+    if len(group) == 1:
+        return [llm.generate(model, tokenizer, prompts[group[0]], seed=seed, **settings)]
+    names = [agents[i][0].adapter for i in group for _ in prompts[i]]                 # [sum B_i]
+    gen = llm.generate(model.peft_model, tokenizer, [p for i in group for p in prompts[i]], seed=seed,
+                       adapter_names=names, **settings)
+    return split_generation(gen, [len(prompts[i]) for i in group])
 
 
 def cut_for_readers(agents, texts: Sequence[Sequence[str]], budget: int | None) -> list[list[list[str]]]:

@@ -595,13 +595,16 @@ def _growing_layer_class():
 
 
 @torch.no_grad()
-def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_len: int | None = None):
+def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_len: int | None = None,
+            adapter_names: list[str] | None = None):
     """KV cache of left-padded prompts (B, P), with the position ids `model.generate` would use (the count of
-    real tokens before each one), so that generation can continue from it as if it had encoded them itself."""
+    real tokens before each one), so that generation can continue from it as if it had encoded them itself.
+    adapter_names: [B] PEFT adapter of each row (a PeftModel, see `generate`); None = the model as it is."""
     position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)      # (B, P)
     cache = kv_cache(model, max_len)
+    per_row = {} if adapter_names is None else {"adapter_names": adapter_names}
     model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache,
-          use_cache=True, logits_to_keep=1)
+          use_cache=True, logits_to_keep=1, **per_row)
     return cache
 
 
@@ -640,11 +643,25 @@ def own_generation_config(model, config):
         model.generation_config = shipped
 
 
+def prompts_per_batch(n: int, temperature: float, batch_size: int) -> int:
+    """Prompts per batch of `generate` (header, choice 2): batch_size sequences, n per prompt when sampling (greedy
+    decodes each prompt once).
+
+    >>> prompts_per_batch(4, 1.0, 16), prompts_per_batch(4, 0.0, 16), prompts_per_batch(8, 1.0, 4)
+    (4, 16, 1)
+    """
+    return max(1, batch_size // (n if temperature > 0 else 1))
+
+
 def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
              max_new_tokens: int = 256, batch_size: int = 16, progress: bool = False,
-             seed: int | None = None, desc: str = "generate") -> Generation:
+             seed: int | None = None, desc: str = "generate", adapter_names: list[str] | None = None) -> Generation:
     """Sample `n` completions for each prompt, batched; see `Generation` for what comes back. `progress` shows a
     bar over the batches, titled `desc` (what the caller is doing, e.g. "γ: agent0 answers 24 validation questions").
+
+    adapter_names: [B] with `model` a PeftModel: prompt b is answered with LoRA adapter adapter_names[b] (PEFT's
+    mixed-adapter batches, inference only; "__base__" = adapters off), so the agents that share one base generate
+    in one call (idea3.generate_stage, adapters.py choice 6). None (the default) = the model as it is.
 
     Prompts are sorted by token length and cut into batches of about `batch_size` sequences, so each
     forward pass pads little; each batch stops as soon as all its sequences produced EOS. The model is put in
@@ -658,27 +675,32 @@ def generate(model, tokenizer, prompts, n: int = 1, temperature: float = 0.0, to
 
     if n < 1 or max_new_tokens < 1:
         raise ValueError(f"n and max_new_tokens must be >= 1 (got n={n}, max_new_tokens={max_new_tokens})")
+    if adapter_names is not None and len(adapter_names) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(adapter_names)} adapter_names (one per prompt)")
     if seed is not None:
         torch.manual_seed(seed)
     prompt_ids = [chat_prompt_ids(tokenizer, p) for p in prompts]                        # [B][P_b]
     order = sorted(range(len(prompts)), key=lambda b: len(prompt_ids[b]))
-    per_batch = max(1, batch_size // (n if temperature > 0 else 1))                      # prompts per forward
+    per_batch = prompts_per_batch(n, temperature, batch_size)                            # prompts per forward
     eos = eos_ids(model, tokenizer)
     completion_ids: list = [None] * len(prompts)
     finished: list = [None] * len(prompts)
     chunks = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
     with autocast(model.device, getattr(model, "precision_ilr", "fp32")):  # one region: each weight cast once
         for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress or len(chunks) < 2):
+            names = None if adapter_names is None else [adapter_names[b] for b in chunk]   # the chunk's rows
             cut = _generate_chunk(model, tokenizer, [prompt_ids[b] for b in chunk], n, temperature, top_p,
-                                  max_new_tokens, eos)
+                                  max_new_tokens, eos, names)
             for b, row in zip(chunk, cut):
                 completion_ids[b], finished[b] = [c for c, _ in row], [f for _, f in row]
     texts = [[tokenizer.decode(c, skip_special_tokens=True) for c in row] for row in completion_ids]
     return Generation(texts=texts, prompt_ids=prompt_ids, completion_ids=completion_ids, finished=finished)
 
 
-def _generate_chunk(model, tokenizer, prompt_ids: list[list[int]], n, temperature, top_p, max_new_tokens, eos):
-    """`generate`'s work for one batch of prompts: ([n] completion ids, [n] finished) for each of them."""
+def _generate_chunk(model, tokenizer, prompt_ids: list[list[int]], n, temperature, top_p, max_new_tokens, eos,
+                    adapter_names: list[str] | None = None):
+    """`generate`'s work for one batch of prompts: ([n] completion ids, [n] finished) for each of them.
+    adapter_names: [B] the adapter of each prompt (`generate`), or None."""
     width = max(len(p) for p in prompt_ids)                                    # P
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids])                 # (B, P)
@@ -692,17 +714,22 @@ def _generate_chunk(model, tokenizer, prompt_ids: list[list[int]], n, temperatur
         # of its KV cache. `num_return_sequences=n` would encode every prompt n times (for G = 8 and
         # Fusion prompts of ~400 tokens, most of the generation FLOPs). The samples are the same as with
         # num_return_sequences: same logits, same random draws (tests/test_llm.py checks it).
-        cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=max_len)
+        cache = prefill(model, input_ids[:, :-1], attention_mask[:, :-1], max_len=max_len,
+                        adapter_names=adapter_names)
         cache.batch_repeat_interleave(copies)
         input_ids = input_ids.repeat_interleave(copies, dim=0)                       # (B*copies, P)
         attention_mask = attention_mask.repeat_interleave(copies, dim=0)
     else:
         cache = kv_cache(model, max_len)                                        # empty: model.generate fills it
+    # Every forward of model.generate sees the B*copies rows (repeated above, or by num_return_sequences, which
+    # repeat_interleaves too), but PEFT repeats adapter_names for num_beams only, not for num_return_sequences
+    # (peft 0.21, LoraModel._enable_peft_forward_hooks): so the names are repeated here, like the rows.
+    per_row = {} if adapter_names is None else {"adapter_names": [a for a in adapter_names for _ in range(copies)]}
     config = generation_config(model, tokenizer, temperature, top_p, max_new_tokens,
                                num_return_sequences=1 if shared else copies)
     with own_generation_config(model, config):
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
-                             generation_config=config)                          # (B*copies, P+T)
+                             generation_config=config, **per_row)               # (B*copies, P+T)
     new = out[:, width:].tolist()                                               # (B*copies, T)
     return [[_cut_at_eos(new[j * copies + (k if copies > 1 else 0)], eos) for k in range(n)]
             for j in range(len(prompt_ids))]                                    # [B][n] (ids, finished)

@@ -8,6 +8,7 @@ import torch
 
 import adapters
 import grpo
+import idea3
 import ilr
 import llm
 
@@ -157,6 +158,90 @@ def test_each_agent_generates_with_its_own_adapter():
     one = greedy(a1.model)
     assert one != greedy(base)
     assert greedy(a0.model) == greedy(base) and greedy(a1.model) == one       # switching back and forth
+
+
+# Prompts of mixed lengths for two agents: sorted by length, the batched call's chunks mix the agents' rows.
+MIXED = [["Hi.", "Name a prime number between ten and twenty, please, and say why it is prime.", "What is 7 * 6?"],
+         ["Say hello to the whole class and to the teacher.", "Yes?", "What is 2 + 3? Answer briefly."]]
+
+
+@pytest.fixture
+def generate_calls(monkeypatch):
+    """Counts llm.generate calls (with the model each ran on) without changing them."""
+    calls = []
+    real = llm.generate
+    monkeypatch.setattr(llm, "generate", lambda model, *a, **k: calls.append(model) or real(model, *a, **k))
+    return calls
+
+
+def two_adapters(scale=0.5):
+    """Two tiny adapter agents on one base with different non-zero adapters, as (model, tokenizer) pairs."""
+    a0, a1 = make(use_peft=True)
+    nudge(a0.model, seed=1, scale=scale), nudge(a1.model, seed=2, scale=scale)
+    return [(a.model, a.tokenizer) for a in (a0, a1)]
+
+
+def both_paths(monkeypatch, agents, n, temperature, batch_size=2):
+    """idea3.generate_stage's [M] completion ids, batched (one call for the base) and one call per agent."""
+    ids = {}
+    for batched in (True, False):
+        monkeypatch.setattr(idea3, "BATCH_ADAPTERS", batched)
+        gens = idea3.generate_stage(agents, MIXED, "fusion", n, temperature, 6, 0, batch_size, False)
+        ids[batched] = [g.completion_ids for g in gens]                      # [M][B][n]
+    return ids[True], ids[False]
+
+
+def test_adapter_agents_of_one_base_generate_in_one_call_with_the_per_agent_greedy_answers(monkeypatch,
+                                                                                           generate_calls):
+    agents = two_adapters()
+    tok = agents[0][1]
+    lengths = [(len(llm.chat_prompt_ids(tok, p)), i) for i in (0, 1) for p in MIXED[i]]
+    chunks = [sorted(lengths)[k:k + 2] for k in (0, 2, 4)]                   # batch_size 2, greedy: 2 prompts
+    assert any(len({i for _, i in chunk}) == 2 for chunk in chunks)         # a chunk holds both agents' rows
+    batched, per_agent = both_paths(monkeypatch, agents, 1, 0.0)
+    assert generate_calls == [agents[0][0].peft_model, agents[0][0], agents[1][0]]  # 1 call, then 1 per agent
+    assert batched == per_agent
+    assert batched[0] != batched[1]                                          # the two adapters do answer apart
+    with pytest.raises(ValueError, match="3 prompts but 2 adapter_names"):
+        llm.generate(agents[0][0].peft_model, tok, MIXED[0], adapter_names=["agent0", "agent1"])
+
+
+def test_sampled_copies_of_each_prompt_run_with_its_own_agents_adapter(monkeypatch):
+    """n = 3 copies per prompt (the shared prefill, rows repeated by copies) at a temperature so low that sampling
+    is the argmax: every copy must be its own agent's greedy answer; agent 1's adapter is huge, so a row run with
+    the other adapter (names not repeated by copies, or not cut with the chunk) gives another answer."""
+    agents = two_adapters()
+    nudge(agents[1][0], seed=3, scale=3.0)
+    greedy, _ = both_paths(monkeypatch, agents, 1, 0.0, batch_size=6)
+    cold, per_agent = both_paths(monkeypatch, agents, 3, 1e-6, batch_size=6)  # 2 prompts (6 rows) per forward
+    assert cold == per_agent == [[row * 3 for row in g] for g in greedy]
+    assert all(len(set(map(tuple, greedy[0][b] + greedy[1][b]))) == 2 for b in range(3))
+    # one-token prompts: no prefill to share, num_return_sequences makes the copies (the names, repeated by llm)
+    peft, tok = agents[0][0].peft_model, agents[0][1]
+    eos = llm.eos_ids(peft, tok)
+    one = llm._generate_chunk(peft, tok, [[42], [42]], 2, 1e-6, 1.0, 5, eos, ["agent0", "agent1"])   # [B][n]
+    alone = [llm._generate_chunk(a, tok, [[42]], 1, 0.0, 1.0, 5, eos)[0][0] for a, _ in agents]
+    assert one == [[alone[0]] * 2, [alone[1]] * 2] and alone[0] != alone[1]
+    # sampling proper (T = 1): one seed per batched call, so the same step samples the same answers again
+    monkeypatch.setattr(idea3, "BATCH_ADAPTERS", True)
+    runs = [[g.completion_ids for g in idea3.generate_stage(agents, MIXED, "fusion", 3, 1.0, 6, 5, 6, False)]
+            for _ in range(2)]
+    assert runs[0] == runs[1] and all(len(g[b]) == 3 for g in runs[0] for b in range(3))
+
+
+def test_adapters_whose_rows_fill_their_batches_and_agents_on_different_bases_keep_one_call_each(monkeypatch,
+                                                                                                 generate_calls):
+    agents = two_adapters()
+    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 6, False)    # 3 prompts x 2 = one batch each
+    assert generate_calls == [agents[0][0], agents[1][0]]
+    generate_calls.clear()
+    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 12, False)   # both agents' 12 rows: one batch
+    assert generate_calls == [agents[0][0].peft_model]
+    generate_calls.clear()
+    monkeypatch.setattr(ilr, "load_agent_model", lambda name, seed: llm.tiny_model(seed=seed))
+    agents = [(a.model, a.tokenizer) for a in make(models="tiny,other", use_peft=True)]
+    idea3.generate_stage(agents, MIXED, "fusion", 2, 1.0, 3, 0, 12, False)
+    assert generate_calls == [agents[0][0], agents[1][0]]                    # each its own AgentView
 
 
 # ---- 6. small run directories, exact resume, loading and merging ----

@@ -100,7 +100,7 @@ def test_two_ranks_with_adapters_or_bf16_give_the_run_of_one_process(tmp_path, f
                             capture_output=True, text=True, timeout=300))
     assert len(rows(tmp_path / "one")) == 2 and rows(tmp_path / "one") == rows(tmp_path / "two")
     for i in (0, 1):
-        a, b = (sorted((run / "final" / f"agent{i}").glob("*.safetensors")) for run in (tmp_path / "one", tmp_path / "two"))
+        a, b = (sorted((tmp_path / run / "final" / f"agent{i}").glob("*.safetensors")) for run in ("one", "two"))
         assert [p.name for p in a] == [p.name for p in b] and a[0].read_bytes() == b[0].read_bytes()
 
 
@@ -216,5 +216,7 @@ def test_one_process_is_a_plain_loop():
 
 
 if __name__ == "__main__":            # torchrun tests/test_ranks.py ILR_FLAGS: ilr.py with mixed_rewards
+    import idea3
     ilr.group_rewards = mixed_rewards
+    idea3.BATCH_ADAPTERS = False      # one process: one generate call per adapter agent, as each rank makes its own
     ilr.main(sys.argv[1:])
