@@ -92,6 +92,33 @@ def perception_calibration(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Te
     return rewards + (term * not_self[..., None]).sum(-2)      # [..., M, G]  R + sum over peers l
 
 
+def calibration_clip_share(rewards: torch.Tensor, eps: float = 1e-6) -> float:
+    """Share of (question, agent) groups where Eq. 5's clip binds (logged as ilr/calibration_clip_share).
+
+        group (b, i) counts  <=>  |z[b,i,l,k]| > 1/(M-1) for some peer l != i and some answer k,
+        z[b,i,l,k] = (R[b,i,k] - mean_k R[b,l,k]) / (max_k R[b,l,k] - min_k R[b,l,k])
+
+    rewards: [M, G] or [B, M, G] -> a share in [0, 1] over the B*M groups; M = 1 (no peer) gives 0.0. An all-equal
+    peer counts as binding unless R equals its value (z is then +-inf: module header, choice 2). Inside the clip
+    Eq. 5 is affine in R, so std advantages change only in a group with >= 3 reward levels where it binds.
+
+    >>> calibration_clip_share(torch.tensor([[1., .25, 0, 0], [.25, 0, 0, 0]]))  # agent 0: (1-1/16)/.25 > 1
+    0.5
+    >>> calibration_clip_share(torch.tensor([[1., 0, 0, 0], [1, 1, 0, 0]]))      # both peers span [0, 1]
+    0.0
+    """
+    M = rewards.shape[-2]
+    if M == 1:
+        return 0.0
+    grouped = rewards.reshape(-1, M, rewards.shape[-1])                                  # [B, M, G]
+    spread = grouped.amax(-1) - grouped.amin(-1)                                         # [B, M(l)]
+    centre = torch.where(spread > 0, grouped.mean(-1), grouped.amin(-1))                 # [B, M(l)]  as Eq. 5
+    z = (grouped.unsqueeze(-2) - centre[:, None, :, None]) / spread.clamp_min(eps)[:, None, :, None]  # [B, i, l, G]
+    not_self = ~torch.eye(M, dtype=torch.bool)[None, :, :, None]                         # [1, M(i), M(l), 1]
+    binds = ((z.abs() > 1.0 / (M - 1)) & not_self).flatten(-2).any(-1)                   # [B, M(i)]
+    return binds.float().mean().item()
+
+
 def group_advantages(rewards: torch.Tensor, scale: str = "std", eps: float = 1e-4) -> torch.Tensor:
     """GRPO's group-relative advantage of each sample against the other samples of its question.
 

@@ -95,6 +95,9 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
                                                                   "'fusion' or 'sharing,fusion'"})
     format_reward: float = field(default=0.1, metadata={"help": "reward added for a well-formed answer (\\boxed{} "
                                  "or a code block); 0 = binary reward, which makes Eq. 5 a no-op"})
+    reward: str = field(default="accuracy", metadata={"help": "the reward: 'accuracy' (1 if the grader says correct, "
+                        "else 0; TRL's accuracy_reward) or 'digits' (partial credit on integer answers: 1 if correct, "
+                        "else 0.5 x the share of digit places right; ladder, synthetic); --format_reward adds to both"})
     # --- data
     train_data: str = field(default="synthetic", metadata={"help": "data.py benchmark to train on (train split)"})
     allow_test_training: bool = field(default=False, metadata={"help": "allow --train_data to be a benchmark "
@@ -250,6 +253,8 @@ class ConfigError(ValueError):
 # Benchmarks that have a training split (data.load_benchmark(split="train")). Every other one is a test set:
 # training on it would report a contaminated score, so it is refused unless --allow_test_training says so.
 TRAIN_SPLITS = ("synthetic", "ladder", "gsm8k", "math")
+REWARDS = ("accuracy", "digits")           # --reward (answer_reward)
+DIGIT_BENCHMARKS = ("ladder", "synthetic")  # --reward digits: gold answers are non-negative integers by construction
 OPTIMIZERS = ("adamw_torch", "adamw_8bit")   # HF Trainer's `optim` names we implement
 MAX_AGENTS = 99     # idea3.stage_seed gives each stage 100 seeds, one per agent: agents 0..99 never collide
 
@@ -301,6 +306,9 @@ def check_config(cfg: Config) -> None:
     need(bool(stages) and set(stages) <= {"sharing", "fusion"} and len(set(stages)) == len(stages),
          f"--train_stages must be 'fusion', 'sharing' or 'sharing,fusion', got {cfg.train_stages!r}")
     need(cfg.format_reward >= 0, f"--format_reward must be >= 0, got {cfg.format_reward}")
+    need(cfg.reward in REWARDS, f"--reward must be one of {', '.join(REWARDS)}, got {cfg.reward!r}")
+    need(cfg.reward != "digits" or cfg.train_data in DIGIT_BENCHMARKS, f"--reward digits is defined for integer "
+         f"answers ({', '.join(DIGIT_BENCHMARKS)}), not --train_data {cfg.train_data}")
     # --- data
     for flag, names in (("train_data", [cfg.train_data]), ("val_data", [cfg.val_data]),
                         ("eval_benchmarks", cfg.eval_benchmarks.split(","))):
@@ -460,13 +468,41 @@ def well_formed(completion: str, record: dict) -> bool:
     return bool(data.last_boxed(completion))          # as evaluate.extract_answer: an empty box is none
 
 
-def answer_reward(completion: str, record: dict, format_reward: float) -> float:
-    """R = 1[correct] + format_reward · 1[well formed]  (OURS, header choice 1).
+def digit_credit(completion: str, record: dict) -> float:
+    """--reward digits (OURS, README "Choices where the paper is open"): partial credit on an integer answer.
+
+        R = 1                                   if the grader says correct
+            0.5 · (places right) / max(len p, len g)   else, p = the grader's extracted answer, digits only
+            0                                   no answer, or not a non-negative integer
+
+    Places are counted from the right (ones, tens, ...): 47 + 38 = 85 answered 75 (the carry lost) gets 0.25.
+    Every wrong answer stays below 0.5, so a right one always wins its group.
+
+    >>> rec = {"kind": "math", "answer": "85", "meta": {"benchmark": "ladder"}}
+    >>> [digit_credit(a, rec) for a in ("85", "so 75", "86", "5", "185", "13", "-85", "none")]
+    [1.0, 0.25, 0.25, 0.25, 0.3333333333333333, 0.0, 0.0, 0.0]
+    """
+    if evaluate.reward(completion, record):
+        return 1.0
+    predicted, _ = evaluate.extract_answer(completion, record["meta"].get("benchmark"))
+    gold = record["answer"].strip()
+    if not predicted or not predicted.isdigit():
+        return 0.0
+    right = sum(p == g for p, g in zip(reversed(predicted), reversed(gold)))            # ones, tens, ... aligned
+    return 0.5 * right / max(len(predicted), len(gold))
+
+
+def answer_reward(completion: str, record: dict, format_reward: float, reward: str = "accuracy") -> float:
+    """R = score + format_reward · 1[well formed]  (OURS, header choice 1); score = 1[correct] (--reward
+    accuracy, the grader's verdict) or digit_credit (--reward digits).
 
     >>> answer_reward("\\\\boxed{4}", {"kind": "math", "answer": "4", "meta": {}}, 0.1)
     1.1
+    >>> answer_reward("\\\\boxed{75}", {"kind": "math", "answer": "85", "meta": {}}, 0.1, "digits")
+    0.35
     """
-    return evaluate.reward(completion, record) + (format_reward if well_formed(completion, record) else 0.0)
+    score = digit_credit(completion, record) if reward == "digits" else evaluate.reward(completion, record)
+    return score + (format_reward if well_formed(completion, record) else 0.0)
 
 
 class Group(NamedTuple):
@@ -489,12 +525,13 @@ def grade_groups(groups: list[Group]) -> torch.Tensor:
     return torch.tensor([next(by_agent[g.agent]) for g in groups])                        # in the groups' order
 
 
-def group_rewards(groups: list[Group], format_reward: float, correct: torch.Tensor | None = None) -> torch.Tensor:
+def group_rewards(groups: list[Group], format_reward: float, correct: torch.Tensor | None = None,
+                  reward: str = "accuracy") -> torch.Tensor:
     """Rewards [num_groups, G] of every answer: `answer_reward` of each (the one place a classroom exercise swaps
-    the reward). `correct` [num_groups, G], the grader's verdicts when already known, is reused: each answer is
-    graded once (an MBPP answer costs a sandbox process)."""
-    if correct is None:
-        return torch.tensor([[answer_reward(t, g.record, format_reward) for t in g.texts] for g in groups])
+    the reward). `correct` [num_groups, G], the grader's verdicts when already known, is reused for --reward
+    accuracy: each answer is graded once (an MBPP answer costs a sandbox process)."""
+    if correct is None or reward != "accuracy":
+        return torch.tensor([[answer_reward(t, g.record, format_reward, reward) for t in g.texts] for g in groups])
     form = torch.tensor([[float(well_formed(t, g.record)) for t in g.texts] for g in groups])
     return correct + format_reward * form
 
@@ -551,7 +588,7 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
 
     # 3) Grade: rewards [num_groups, G].
     correct = grade_groups(groups)                                                       # [num_groups, G]
-    rewards = group_rewards(groups, cfg.format_reward, correct)                          # [num_groups, G]
+    rewards = group_rewards(groups, cfg.format_reward, correct, cfg.reward)              # [num_groups, G]
 
     # 4) Perception Calibration, Eq. 5: the agents' groups on the same question and stage see each other.
     calibrated = rewards.clone()
@@ -590,6 +627,8 @@ def train_step(cfg: Config, agents: list[Agent], records: list[dict], difficulty
     metrics = {"step": step + 1, **grpo.reward_stats(rewards),                 # reward, reward_std, frac_..._zero_std
                "ilr/calibrated_reward": calibrated.mean().item(), "accuracy": correct.mean().item(),
                "ilr/cooperation_share": modes.count("cooperation") / len(modes) if cfg.method == "ilr" else None,
+               "ilr/calibration_clip_share": grpo.calibration_clip_share(torch.stack(  # Eq. 5's clip, on or off
+                   [rewards[rows] for rows in peer_sets(groups)])) if cfg.method == "ilr" else None,
                "kl": float(np.mean([u["kl"] for u in updates])),
                "clip_ratio": float(np.mean([u["clip_ratio"] for u in updates])),
                "frac_skipped": float(np.mean([u["frac_skipped"] for u in updates])),

@@ -620,3 +620,28 @@ def test_reward_stats_reads_groups_on_the_last_axis_for_any_leading_shape_and_g_
     r = torch.tensor([[[0.0, 0.0, 3.0]], [[1.0, 1.0, 1.0]]])                        # [agents 2, groups 1, G 3]
     s = grpo.reward_stats(r)                                   # std(0, 0, 3) = sqrt((1 + 1 + 4) / 2) = sqrt(3)
     assert s == pytest.approx({"reward": 1.0, "reward_std": 3 ** 0.5 / 2, "frac_reward_zero_std": 0.5})
+
+
+def test_calibration_clip_share_counts_the_groups_where_eq5_clips():
+    # agent 0 [1, .25, 0, 0] vs peer [.25, 0, 0, 0] (mean 1/16, range 1/4): z = 3.75 for its 1 -> binds;
+    # agent 1 vs peer agent 0 (mean 5/16, range 1): |z| <= 5/16 -> does not. Second question: both span [0, 1].
+    rewards = torch.tensor([[[1.0, 0.25, 0.0, 0.0], [0.25, 0.0, 0.0, 0.0]],
+                            [[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]])          # [B=2, M=2, G=4]
+    assert grpo.calibration_clip_share(rewards) == 0.25
+    assert grpo.calibration_clip_share(rewards[:1]) == 0.5
+    # an all-equal peer (range 0): binds unless the reward equals its value (module header, choice 2)
+    assert grpo.calibration_clip_share(torch.tensor([[0.0, 0.0], [0.0, 0.0]])) == 0.0
+    assert grpo.calibration_clip_share(torch.tensor([[1.0, 0.0], [0.0, 0.0]])) == 0.5
+    assert grpo.calibration_clip_share(torch.tensor([[1.0, 0.0]])) == 0.0                      # M = 1: no peer
+    # with three agents the bound is 1/2: z = (1 - 0.5) / 1 = 0.5 does not exceed it, 0.75 / 1 does
+    three = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    assert grpo.calibration_clip_share(three) == 0.0
+    assert grpo.calibration_clip_share(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.5, 0.0]])) > 0
+
+
+def test_where_the_clip_binds_on_three_levels_calibration_changes_the_std_advantages():
+    rewards = torch.tensor([[1.0, 0.25, 0.0, 0.0], [0.25, 0.0, 0.0, 0.0]])
+    assert grpo.calibration_clip_share(rewards) > 0
+    plain = grpo.group_advantages(rewards)[0]
+    calibrated = grpo.group_advantages(grpo.perception_calibration(rewards))[0]
+    assert not torch.allclose(plain, calibrated, atol=1e-3)

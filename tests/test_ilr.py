@@ -34,6 +34,9 @@ BAD_SETTINGS = [
     (["--train_stages", "analysis"], "--train_stages must be"),
     (["--train_stages", "fusion,fusion"], "--train_stages must be"),
     (["--format_reward", "-0.1"], "--format_reward must be >= 0"),
+    (["--reward", "partial"], "--reward must be one of accuracy, digits"),
+    (["--reward", "digits", "--train_data", "gsm8k"], "--reward digits is defined for integer answers (ladder, "
+                                                      "synthetic), not --train_data gsm8k"),
     (["--train_data", "gsm9k"], "--train_data: unknown benchmark 'gsm9k'"),
     (["--train_data", "math500"], "--train_data math500 has no training split"),
     (["--train_data", "mbpp"], "pass --allow_test_training"),
@@ -194,7 +197,7 @@ def test_peer_sets_pair_the_agents_on_the_same_question_and_stage():
 REWARDED = 1000  # a token id: the reward is the share of completion tokens equal to it
 
 
-def rewarded_token_share(groups, format_reward, correct=None):
+def rewarded_token_share(groups, format_reward, correct=None, reward="accuracy"):
     return torch.tensor([[sum(t == REWARDED for t in c) / max(len(c), 1) for c in g.completion_ids]
                          for g in groups])
 
@@ -230,7 +233,7 @@ def weights(path):
     return torch.load(path, weights_only=False)["model"]
 
 
-def mixed_rewards(groups, format_reward, correct=None):
+def mixed_rewards(groups, format_reward, correct=None, reward="accuracy"):
     """A deterministic reward that differs within every group of the random tiny model's answers (their token
     ids spread over the whole vocabulary): the mean of (id mod 97) / 96. Every group then has a non-zero
     advantage, so every step really updates the weights."""
@@ -530,3 +533,51 @@ def test_an_fp16_runs_loss_scale_is_saved_and_restored(tmp_path):
         a.scaler = torch.amp.GradScaler("cpu")                              # a fresh run's initial 2**16
     assert ilr.load_checkpoint(tmp_path, agents) == 1
     assert [a.scaler.get_scale() for a in agents] == [2.0 ** 10, 2.0 ** 11]
+
+
+# ---- --reward digits: partial credit on the ladder (README, "Choices where the paper is open") ----
+
+LADDER_85 = {"kind": "math", "answer": "85", "meta": {"benchmark": "ladder", "level": 3}}   # 47 + 38
+
+
+@pytest.mark.parametrize("answer,expected", [
+    ("47 + 38 = 85", 1.0),          # right: full credit
+    ("47 + 38 = 75", 0.25),         # the carry lost: ones place right, 1 of 2 places, times 0.5
+    ("95", 0.25),                   # tens wrong, ones right
+    ("185", 0.5 * 2 / 3),           # two places right, but three digits for a two-digit answer
+    ("58", 0.0),                    # digits swapped: no place right
+    ("-85", 0.0),                   # not a non-negative integer
+    ("I don't know", 0.0),          # no answer
+])
+def test_digit_credit_gives_each_level_its_hand_computed_value(answer, expected):
+    assert ilr.digit_credit(answer, LADDER_85) == pytest.approx(expected)
+    assert ilr.answer_reward(answer, LADDER_85, 0.0, "digits") == pytest.approx(expected)
+    assert ilr.answer_reward(answer, LADDER_85, 0.0) == (1.0 if expected == 1.0 else 0.0)   # accuracy: 0 or 1
+
+
+def test_digits_reward_has_three_levels_on_a_ladder_group_and_adds_the_format_term():
+    texts = ["85", "75", "\\boxed{75}", "13"]
+    group = ilr.Group("fusion", 0, 0, LADDER_85, [[1]] * 4, [[2]] * 4, texts)
+    correct = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    digits = ilr.group_rewards([group], 0.1, correct, "digits")
+    torch.testing.assert_close(digits, torch.tensor([[1.0, 0.25, 0.35, 0.0]]))
+    torch.testing.assert_close(ilr.group_rewards([group], 0.1, correct), torch.tensor([[1.0, 0.0, 0.1, 0.0]]))
+
+
+def test_the_default_reward_is_accuracy_and_a_tiny_run_logs_identical_metrics_with_it_named(tmp_path):
+    assert ilr.Config().reward == "accuracy"
+    run(tmp_path, "--max_steps", "1", "--eval_limit", "1", name="default")
+    run(tmp_path, "--max_steps", "1", "--eval_limit", "1", "--reward", "accuracy", name="named")
+    rows = [without_times(metric_rows(tmp_path / name)) for name in ("default", "named")]
+    assert rows[0] == rows[1]
+    rows = rows[0]
+    assert 0.0 <= rows[0]["ilr/calibration_clip_share"] <= 1.0
+
+
+def test_the_clip_share_is_logged_for_ilr_only_and_computed_per_question_and_agent(tmp_path, monkeypatch):
+    fixed = torch.tensor([[1.0, 0.25, 0.0, 0.0], [0.25, 0.0, 0.0, 0.0]])   # agent 0's clip binds, agent 1's not
+    monkeypatch.setattr(ilr, "group_rewards", lambda groups, *a: fixed[[g.agent for g in groups]])
+    run(tmp_path, "--max_steps", "1", "--eval_limit", "1", "--questions_per_step", "2", name="ilr")
+    run(tmp_path, "--max_steps", "1", "--eval_limit", "1", "--method", "grpo", name="grpo")
+    assert metric_rows(tmp_path / "ilr")[0]["ilr/calibration_clip_share"] == 0.5
+    assert metric_rows(tmp_path / "grpo")[0]["ilr/calibration_clip_share"] is None

@@ -28,7 +28,7 @@ ARGS = ["--preset", "tiny", "--max_steps", "3", "--beta", "0.04", "--learning_ra
         "--num_generations", "4", "--max_completion_length", "6", "--eval_limit", "2", "--eval_max_new_tokens", "2"]
 
 
-def mixed_rewards(groups, format_reward, correct=None):
+def mixed_rewards(groups, format_reward, correct=None, reward="accuracy"):
     """As tests/test_ilr.py: the mean of (id mod 97) / 96 over each answer's token ids, different in every group."""
     return torch.tensor([[sum(t % 97 for t in c) / 96 / max(len(c), 1) for c in g.completion_ids] for g in groups])
 
