@@ -57,7 +57,17 @@ class BenchConfig:
     runs: str = field(default="answer:0.04,answer:0,length:0", metadata={
         "help": "workload:beta pairs, one pair of processes (ours, TRL) each; workloads: answer (grader + format "
                 "term: zero-advantage groups occur) or length (characters/100: every group trained)"})
-    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (both)"})
+    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate (both; with --use_peft give "
+                                                                 "the adapters' own, e.g. 2e-4)"})
+    use_peft: bool = field(default=False, metadata={"help": "both sides train a LoRA adapter on a frozen base: ours "
+                                                            "ilr.Config(use_peft=True, lora_*), TRL GRPOTrainer("
+                                                            "peft_config=peft.LoraConfig(same r, alpha, dropout, "
+                                                            "targets)); the reference is the base, adapter disabled"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (both, --use_peft)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (both, --use_peft)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (both, --use_peft)"})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules (both, "
+                                                                             "--use_peft): all-linear or names"})
     micro_batch_size: int = field(default=8, metadata={"help": "rows per forward/backward (TRL: "
                                                                 "per_device_train_batch_size)"})
     gen_batch_size: int = field(default=64, metadata={"help": "ours: sequences per generate batch (ilr.Config "
@@ -241,7 +251,52 @@ def worker_settings(cfg: BenchConfig, beta: float, out: Path, label: str, worklo
             "temperature": cfg.temperature, "beta": beta, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
             "micro_batch_size": cfg.micro_batch_size, "gen_batch_size": cfg.gen_batch_size,
             "threads": cfg.threads, "profile_out": str(out / f"profile-{label}.txt"), "format_reward": 0.1,
-            "trl_output_dir": str(out / "trl-output"), "trl_max_steps": trl_steps, "workload": workload}
+            "trl_output_dir": str(out / "trl-output"), "trl_max_steps": trl_steps, "workload": workload,
+            "use_peft": cfg.use_peft, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,
+            "lora_dropout": cfg.lora_dropout, "lora_target_modules": cfg.lora_target_modules}
+
+
+def same_adapters(ours: dict | None, trl: dict | None) -> dict:
+    """Stop unless ours' and TRL's adapters are the same: the same adapted modules ("all-linear" resolved by each
+    side), the same number of LoRA tensors and elements, all trainable, and the same r / alpha / dropout.
+    -> a summary for the table. (ours, trl: the `adapters` of each worker's READY, workers.adapter_signature.)
+
+    >>> a = {"modules": ["model.layers.0.mlp.up_proj"], "lora_tensors": 2, "lora_params": 10, "trainable_params": 10,
+    ...      "configs": {"agent0": {"r": 1, "alpha": 2, "dropout": 0.0}}}
+    >>> same_adapters(a, a | {"configs": {"default": {"r": 1, "alpha": 2, "dropout": 0.0}}})["lora_params"]
+    10
+    >>> same_adapters(a, a | {"lora_params": 12})
+    Traceback (most recent call last):
+    SystemExit: [bench] adapters differ: lora_params: ours 10, TRL 12
+    """
+    if not ours or not trl:
+        raise SystemExit(f"[bench] adapters missing on a side: ours {bool(ours)}, TRL {bool(trl)}")
+    diffs = [f"{k}: ours {ours[k]}, TRL {trl[k]}" for k in ("lora_tensors", "lora_params", "trainable_params")
+             if ours[k] != trl[k]]
+    if ours["modules"] != trl["modules"]:
+        only = sorted(set(ours["modules"]) ^ set(trl["modules"]))
+        diffs.append(f"modules: ours {len(ours['modules'])}, TRL {len(trl['modules'])}, on one side only {only[:4]}")
+    configs = [list(c.values()) for c in (ours["configs"], trl["configs"])]
+    if configs[0] != configs[1]:
+        diffs.append(f"r/alpha/dropout: ours {configs[0]}, TRL {configs[1]}")
+    if ours["trainable_params"] != ours["lora_params"]:
+        diffs.append(f"ours trains {ours['trainable_params']} of {ours['lora_params']} LoRA elements")
+    if diffs:
+        raise SystemExit("[bench] adapters differ: " + "; ".join(diffs))
+    kinds = sorted({m.rsplit(".", 1)[-1] for m in ours["modules"]})
+    return {"modules": len(ours["modules"]), "module_kinds": kinds, "lora_tensors": ours["lora_tensors"],
+            "lora_params": ours["lora_params"], **configs[0][0]}
+
+
+def same_optimizer(ours: Worker, trl: Worker) -> dict:
+    """Stop unless both optimizers held the same number of elements at the same learning rate in every step."""
+    seen = {w.label: {(r["optimizer"]["params"], r["optimizer"]["lr"]) for r in w.reports if r.get("optimizer")}
+            for w in (ours, trl)}
+    a, b = seen[ours.label], seen[trl.label]
+    if len(a) != 1 or a != b:
+        raise SystemExit(f"[bench] optimizers differ (elements, lr): ours {sorted(a)}, TRL {sorted(b)}")
+    params, lr = next(iter(a))
+    return {"params": params, "lr": lr}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -333,6 +388,23 @@ def fmt(x, spec=".1f"):
     return "n/a" if x is None or x != x else format(x, spec)
 
 
+def impl_name(s: dict, pair: dict) -> str:
+    return s["label"].split("-")[0] + (" + LoRA" if pair.get("adapters") else "")
+
+
+def adapter_lines(results: dict) -> list[str]:
+    """One line per adapter pair: what both sides trained (checked equal by same_adapters / same_optimizer)."""
+    out = []
+    for tag, pair in results["grpo"].items():
+        a, o = pair.get("adapters"), pair.get("optimizer") or {}
+        if a:
+            out.append(f"{tag}: the same LoRA on both sides: r {a['r']}, alpha {a['alpha']}, dropout {a['dropout']}, "
+                       f"{a['modules']} modules ({', '.join(a['module_kinds'])}), {a['lora_tensors']} tensors, "
+                       f"{a['lora_params']:,} parameters; both optimizers hold {o.get('params', 0):,} elements at "
+                       f"lr {o.get('lr')}")
+    return out
+
+
 def grpo_table(results: dict) -> list[str]:
     lines = ["| implementation | workload | beta | s/step (median) | steps: s each | gen tok/s | train tok/s | "
              "GFLOP/step (useful) | GFLOP/s | % of matmul rate | peak RSS MB | trained rows / "
@@ -341,7 +413,7 @@ def grpo_table(results: dict) -> list[str]:
     for pair in results["grpo"].values():
         workload, beta = pair["workload"], pair["beta"]
         for s in (pair["ours"], pair["trl"]):
-            lines.append(f"| {s['label'].split('-')[0]} | {workload} | {beta:g} | {fmt(s['wall_s'])} | "
+            lines.append(f"| {impl_name(s, pair)} | {workload} | {beta:g} | {fmt(s['wall_s'])} | "
                          f"{', '.join(fmt(w) for w in s['wall_all'])} | {fmt(s['gen_tok_s'])} | "
                          f"{fmt(s['train_tok_s'])} | {fmt(s['gflop'], '.0f')} | {fmt(s['gflops'])} | "
                          f"{fmt(100 * s['peak_share'])} | {fmt(s['peak_rss_mb'], '.0f')} | "
@@ -361,7 +433,7 @@ def phase_table(results: dict) -> list[str]:
     for pair in results["grpo"].values():
         for s in (pair["ours"], pair["trl"]):
             p = s["phases_s"]
-            lines.append(f"| {s['label'].split('-')[0]} | {pair['workload']} | {pair['beta']:g} | " +
+            lines.append(f"| {impl_name(s, pair)} | {pair['workload']} | {pair['beta']:g} | " +
                          " | ".join(fmt(p.get(k)) for k in ("generation", "reward", "logps_grad", "logps_nograd",
                                                             "backward", "optimizer", "other")) +
                          f" | {fmt(100 * s['gen_padding'], '.0f')}% | {fmt(100 * s['train_padding'], '.0f')}% | "
@@ -409,7 +481,7 @@ def render(results: dict) -> str:
             "", f"GRPO step, {results['config']['num_questions']} questions x "
             f"G={results['config']['num_generations']}, {results['config']['max_completion_length']} new tokens "
             "(medians of interleaved measured steps):", ""]
-    out = head + grpo_table(results)
+    out = head + (adapter_lines(results) + [""] if adapter_lines(results) else []) + grpo_table(results)
     out += ["", "Where the time goes (median seconds per phase):", ""] + phase_table(results)
     if results.get("ilr"):
         out += ["", "ILR step vs our single-agent GRPO step (same 4 questions, G=8, 64 tokens):", ""]
@@ -520,7 +592,7 @@ def main(argv=None):
     peak = results["matmul"]["peak_gflops"]
     ilr_done = False
     for index, (workload, beta) in enumerate(runs):
-        tag = f"{workload}-b{beta:g}"
+        tag = f"{workload}-b{beta:g}" + ("-lora" if cfg.use_peft else "")
         workers = [Worker(f"ours-{tag}", "ours", worker_settings(cfg, beta, out, f"ours-{tag}", workload), out),
                    Worker(f"trl-{tag}", "trl", worker_settings(cfg, beta, out, f"trl-{tag}", workload), out)]
         plan = {w.label: (cfg.warmup_steps, cfg.steps) for w in workers}
@@ -535,7 +607,13 @@ def main(argv=None):
             results.setdefault("torch", w.ready.get("torch"))
             if w.impl == "trl":
                 results.update(trl=w.ready["trl"], transformers=w.ready["transformers"])
-            log(f"[bench] {w.label} ready: {w.ready}")
+            adapters_of = w.ready.get("adapters")         # the module list is long: its length in the log
+            shown = w.ready | ({"adapters": adapters_of | {"modules": len(adapters_of["modules"])}}
+                               if adapters_of else {})
+            log(f"[bench] {w.label} ready: {shown}")
+        if cfg.use_peft:                             # the same adapters on both sides, before any measuring
+            adapters = same_adapters(workers[0].ready.get("adapters"), workers[1].ready.get("adapters"))
+            log(f"[bench] the same adapters on both sides: {adapters}")
         run_in_turns(workers, plan, log)
         if cfg.profile and index == 0:
             for w in workers[:2]:
@@ -543,8 +621,12 @@ def main(argv=None):
                 log(f"[bench] {w.label} profiled step written to {out}/profile-{w.label}.txt")
         for w in workers:
             w.quit()
+        optimizer = same_optimizer(*workers[:2]) if cfg.use_peft else None
+        if optimizer:
+            log(f"[bench] the same optimizer on both sides (elements, lr): {optimizer}")
         ours, trl = (summarize(w, peak) for w in workers[:2])
-        results["grpo"][tag] = {"workload": workload, "beta": beta, "ours": ours, "trl": trl, "ratio": {
+        results["grpo"][tag] = {"workload": workload, "beta": beta, "ours": ours, "trl": trl,
+                                "adapters": adapters if cfg.use_peft else None, "optimizer": optimizer, "ratio": {
             "wall": trl["wall_s"] / ours["wall_s"], "gen_tok_s": trl["gen_tok_s"] / ours["gen_tok_s"],
             "train_tok_s": trl["train_tok_s"] / ours["train_tok_s"], "rss": trl["peak_rss_mb"] / ours["peak_rss_mb"]}}
         if ilr_worker:

@@ -12,8 +12,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$HERE/.venv-trl"
 PINS=(torch==2.13.0 trl==1.16.0 transformers==5.23.0 accelerate==1.15.0 gguf==0.19.0
-      "math-verify[antlr4_13_2]==0.9.0" numpy tqdm psutil datasets)
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import trl, torch, transformers, gguf, math_verify" 2>/dev/null; then
+      "math-verify[antlr4_13_2]==0.9.0" peft==0.21.2 numpy tqdm psutil datasets)
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import trl, torch, transformers, gguf, math_verify, peft" 2>/dev/null; then
     echo "[bench] creating $VENV (torch 2.13.0 CPU, trl 1.16.0, transformers 5.23.0)"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "${PINS[@]}"

@@ -84,7 +84,8 @@ class Meter:
 
     def set_model(self, model):
         cfg = model.config
-        unique = {id(p): p.numel() for p in model.parameters()}            # tied weights counted once
+        unique = {id(p): p.numel() for n, p in model.named_parameters()  # tied weights counted once; LoRA's
+                  if ".lora_" not in n}                                     # (a PEFT-wrapped base) not counted
         vd = model.get_input_embeddings().weight.numel()
         self.shape = {"params": sum(unique.values()), "n_body": sum(unique.values()) - vd, "vd": vd,
                       "layers": cfg.num_hidden_layers,
@@ -275,16 +276,20 @@ def ours_worker(cfg: dict, method: str):
                         max_completion_length=cfg["max_completion_length"], temperature=cfg["temperature"],
                         beta=cfg["beta"], learning_rate=cfg["learning_rate"], seed=cfg["seed"],
                         micro_batch_size=cfg["micro_batch_size"], batch_size=cfg["gen_batch_size"],
-                        peer_token_budget=cfg["max_completion_length"], num_val=1, eval_limit=1)
+                        peer_token_budget=cfg["max_completion_length"], num_val=1, eval_limit=1,
+                        **ours_adapter_settings(cfg))
     ilr.check_config(config)
     agents = ilr.make_agents(config)
-    METER.set_model(agents[0].model)
+    # FLOPs are counted on the base's shapes (with adapters, agents[0].model.parameters() is the adapter alone)
+    METER.set_model(agents[0].model.get_base_model() if config.use_peft else agents[0].model)
+    adapters_of = adapter_signature(agents[0].model.peft_model) if config.use_peft else None
     # IRT inputs: fixed abilities 0.5 and difficulties alternating 0.2 / 0.8, so P = sigma(1.7 (0.5 - D)) gives
     # competition on half of the questions and cooperation on the other half (irt.py; grpo ignores them).
     difficulty = np.array([0.2, 0.8] * (B // 2) + [0.2] * (B % 2))
     abilities = [0.5] * len(agents)
     emit("READY", impl=f"ours-{method}", model_shape=METER.shape, peak_rss_mb=round(peak_rss_mb(), 1),
-         torch=torch.__version__, threads=torch.get_num_threads())
+         torch=torch.__version__, threads=torch.get_num_threads(), adapters=adapters_of,
+         ref_model=agents[0].ref_model is not None)
 
     step = 0
     for line in sys.stdin:
@@ -303,6 +308,7 @@ def ours_worker(cfg: dict, method: str):
         report = METER.step_report(wall)
         report["ilr_metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         report["idea3"] = dict(idea3_stats)
+        report["optimizer"] = optimizer_signature(agents[0].optimizer)
         if top:
             report["profile_top"] = top
         step += 1
@@ -319,6 +325,47 @@ def length_rewards(groups):
     """Ours' rewards [num_groups, G] for the `length` workload (ilr.group_rewards' signature)."""
     import torch
     return torch.tensor([[length_reward(t) for t in g.texts] for g in groups])
+
+
+def ours_adapter_settings(cfg: dict) -> dict:
+    """ilr.Config's adapter settings from the bench's (empty without use_peft: whole models)."""
+    if not cfg.get("use_peft"):
+        return {}
+    return {"use_peft": True, "lora_r": cfg["lora_r"], "lora_alpha": cfg["lora_alpha"],
+            "lora_dropout": cfg["lora_dropout"], "lora_target_modules": cfg["lora_target_modules"]}
+
+
+def trl_peft_config(cfg: dict):
+    """The peft.LoraConfig handed to TRL's GRPOTrainer: the same r, alpha, dropout and target modules as ours
+    (TRL's ModelConfig / get_peft_config names; "all-linear" or comma-separated module names)."""
+    if not cfg.get("use_peft"):
+        return None
+    import peft
+    targets = cfg["lora_target_modules"]
+    targets = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    return peft.LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+                           target_modules=targets, task_type="CAUSAL_LM", bias="none")
+
+
+def adapter_signature(peft_model) -> dict:
+    """What "all-linear" selected on one side: the adapted modules (names without PEFT's `base_model.model.`
+    prefix), the LoRA parameters (count and elements, every adapter of the model), and each adapter's r, alpha,
+    dropout. bench_grpo.same_adapters compares ours' and TRL's."""
+    modules = sorted(name.removeprefix("base_model.model.") for name, m in peft_model.named_modules()
+                     if hasattr(m, "lora_A") and len(m.lora_A) > 0)
+    params = [(n, p) for n, p in peft_model.named_parameters() if ".lora_" in n]
+    configs = {name: {"r": c.r, "alpha": c.lora_alpha, "dropout": c.lora_dropout}
+               for name, c in peft_model.peft_config.items()}
+    return {"modules": modules, "lora_tensors": len(params), "lora_params": sum(p.numel() for _, p in params),
+            "trainable_params": sum(p.numel() for _, p in params if p.requires_grad), "configs": configs}
+
+
+def optimizer_signature(optimizer) -> dict:
+    """The optimizer's parameter elements and learning rate (the same on both sides: bench_grpo checks)."""
+    if optimizer is None:
+        return {}
+    return {"params": sum(p.numel() for g in optimizer.param_groups for p in g["params"]),
+            "lr": optimizer.param_groups[0]["lr"], "class": type(optimizer).__name__}
 
 
 def _counting_shared(shared_prefix_logps):
@@ -401,12 +448,13 @@ def trl_worker(cfg: dict):
         log_completions=False)
     control = make_step_control()
     trainer = GRPOTrainer(model=model, reward_funcs=answer_reward, args=args, train_dataset=train_dataset,
-                          processing_class=tokenizer, callbacks=[control])
+                          processing_class=tokenizer, callbacks=[control], peft_config=trl_peft_config(cfg))
     control.trainer = trainer
+    adapters_of = adapter_signature(trainer.model) if cfg.get("use_peft") else None
     emit("READY", impl="trl", model_shape=METER.shape, peak_rss_mb=round(peak_rss_mb(), 1),
          torch=torch.__version__, trl=trl.__version__, transformers=transformers.__version__,
          threads=torch.get_num_threads(), ref_model=trainer.ref_model is not None,
-         optimizer=args.optim, generation_batch_size=args.generation_batch_size)
+         optimizer=args.optim, generation_batch_size=args.generation_batch_size, adapters=adapters_of)
     control.profile_out = cfg["profile_out"]
     trainer.train()
     emit("DONE", peak_rss_mb=round(peak_rss_mb(), 1))
@@ -456,6 +504,7 @@ def make_step_control():
             metrics = getattr(self.trainer, "_metrics", {}).get("train", {})
             report["trl_metrics"] = {k: float(v[-1]) for k, v in metrics.items()
                                      if v and isinstance(v[-1], (int, float))}
+            report["optimizer"] = optimizer_signature(self.trainer.optimizer)
             self.step += 1
             emit("STEP", step=self.step, **report)
             return self.wait(control)
