@@ -2,7 +2,7 @@
 bench/ranks_demo.py — the demo as 2 ranks x 1 thread (torchrun, one agent per process, gloo) against 1 process x 2
 threads, on this machine (issue 23, item 3; docs/RESULTS.md "Two processes, one agent each (torchrun)").
 
-    .venv/bin/python bench/ranks_demo.py --max_steps 4 --out runs/ranks-demo     # ~8 min on 2 idle cores
+    .venv/bin/python bench/ranks_demo.py --max_steps 4 --out runs/ranks-demo     # ~4.5 min on 2 idle cores
 
 Both runs are the demo preset shortened by flags only (--max_steps, no base row, --eval_limit); the step time is
 the median of metrics.jsonl's step_seconds (generation + update, whole step), the peak RSS of each process is the
