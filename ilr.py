@@ -1326,8 +1326,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         return run_training(argv)
     except (ConfigError, RunDirError, data.DataError, llm.ModelError) as e:
-        if ranks.is_main():                   # torchrun: every rank found the same error; rank 0 says it
-            print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
+        where = f"[rank {ranks.rank()}] " if ranks.world_size() > 1 else ""   # torchrun: each rank says its own
+        print(f"ilr.py: error: {where}{e}", file=sys.stderr, flush=True)
         sys.exit(2)
     except ranks.RankError as e:              # another rank failed or was lost: this one stops, in one line
         print(f"ilr.py: error: {e}", file=sys.stderr, flush=True)
