@@ -79,6 +79,18 @@ def perception_calibration(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Te
     if M == 1:
         return rewards.clone()
     bound = 1.0 / (M - 1)                                      # PAPER: clip range +-1/(m-1)
+    term = calibration_z(rewards, eps).clamp(-bound, bound)    # PAPER: clip(., -1/(m-1), 1/(m-1))  [..., M, M, G]
+    not_self = ~torch.eye(M, dtype=torch.bool, device=rewards.device)  # [M(i), M(l)]  the sum over l != i
+    return rewards + (term * not_self[..., None]).sum(-2)      # [..., M, G]  R + sum over peers l
+
+
+def calibration_z(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 5's argument of the clip, z[..., i, l, k] = (R[i,k] - mean_k R[l,k]) / (max_k R[l,k] - min_k R[l,k]),
+    for every agent i against every agent l (l = i included; the callers drop it): [..., M, G] -> [..., M, M, G].
+
+    >>> calibration_z(torch.tensor([[1., 0], [1, 1]]))[0, 1]  # peer 1 all equal (at 1): 0 for R = 1, -1/eps below
+    tensor([       0., -1000000.])
+    """
     peer_mean = rewards.mean(-1)                               # [..., M]  R_{l,avg}, over G
     peer_max, peer_min = rewards.amax(-1), rewards.amin(-1)    # [..., M]  R_{l,max}, R_{l,min}
     spread = peer_max - peer_min                               # [..., M]
@@ -86,10 +98,7 @@ def perception_calibration(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Te
     # and divided by eps, so the clip saturates to +-bound by sign, and gives exactly 0 for an equal reward.
     centre = torch.where(spread > 0, peer_mean, peer_min)      # [..., M]
     own = rewards.unsqueeze(-2)                                # [..., M(i), 1, G]
-    z = (own - centre[..., None, :, None]) / spread.clamp_min(eps)[..., None, :, None]  # [..., M(i), M(l), G]
-    term = z.clamp(-bound, bound)                              # PAPER: clip(., -1/(m-1), 1/(m-1))
-    not_self = ~torch.eye(M, dtype=torch.bool, device=rewards.device)  # [M(i), M(l)]  the sum over l != i
-    return rewards + (term * not_self[..., None]).sum(-2)      # [..., M, G]  R + sum over peers l
+    return (own - centre[..., None, :, None]) / spread.clamp_min(eps)[..., None, :, None]  # [..., M(i), M(l), G]
 
 
 def calibration_clip_share(rewards: torch.Tensor, eps: float = 1e-6) -> float:
@@ -110,11 +119,8 @@ def calibration_clip_share(rewards: torch.Tensor, eps: float = 1e-6) -> float:
     M = rewards.shape[-2]
     if M == 1:
         return 0.0
-    grouped = rewards.reshape(-1, M, rewards.shape[-1])                                  # [B, M, G]
-    spread = grouped.amax(-1) - grouped.amin(-1)                                         # [B, M(l)]
-    centre = torch.where(spread > 0, grouped.mean(-1), grouped.amin(-1))                 # [B, M(l)]  as Eq. 5
-    z = (grouped.unsqueeze(-2) - centre[:, None, :, None]) / spread.clamp_min(eps)[:, None, :, None]  # [B, i, l, G]
-    not_self = ~torch.eye(M, dtype=torch.bool)[None, :, :, None]                         # [1, M(i), M(l), 1]
+    z = calibration_z(rewards.reshape(-1, M, rewards.shape[-1]), eps)                  # [B, M(i), M(l), G]
+    not_self = ~torch.eye(M, dtype=torch.bool, device=rewards.device)[None, :, :, None]  # [1, M(i), M(l), 1]
     binds = ((z.abs() > 1.0 / (M - 1)) & not_self).flatten(-2).any(-1)                   # [B, M(i)]
     return binds.float().mean().item()
 
