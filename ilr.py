@@ -1342,7 +1342,7 @@ def run_training(argv: list[str]) -> dict:
     if cfg.dry_run:                           # the memory plan (memory.py): no weights loaded, nothing written
         import memory
         return memory.dry_run(cfg, model_names(cfg))
-    ranks.start(len(model_names(cfg)), cfg.ddp_timeout)   # torchrun: one agent per rank (ranks.py); else nothing
+    ranks.start(cfg.ddp_timeout)   # torchrun: one agent per rank (ranks.py); else nothing
     run = resume or Path(cfg.output_dir)
     check_output_dir(run)
     previous = signal.signal(signal.SIGINT, raise_interrupted)   # Ctrl-C outside the loop: one line, below

@@ -81,14 +81,11 @@ def owns(i: int) -> bool:
 _peers: list[tuple[str, int]] = []          # (host, pid) of every rank, for naming a lost one
 
 
-def start(num_agents: int, timeout_s: float) -> None:
-    """Join torchrun's process group if there is one (WORLD_SIZE > 1); nothing otherwise.
-    Raises RankError (one line) if the world size is not the number of agents (choice 1)."""
+def start(timeout_s: float) -> None:
+    """Join torchrun's process group if there is one (WORLD_SIZE > 1); nothing otherwise. (That the world size is
+    the number of agents, choice 1, ilr.check_config checks before anything loads.)"""
     if world_size() == 1 or active():
         return
-    if world_size() != num_agents:
-        raise RankError(f"torchrun started {world_size()} ranks for {num_agents} agents: one agent per rank, so "
-                        f"--nproc_per_node x --nnodes must be {num_agents}")
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))   # choice 2
     _peers[:] = gather_all((socket.gethostname(), os.getpid()))
     signal.signal(signal.SIGTERM, _on_sigterm)   # torchrun stops the other ranks with SIGTERM when one fails
@@ -220,11 +217,7 @@ def each_agent(num_agents: int, fn) -> list:
     holds and every rank gets all M results, in agent order (the texts, grades and updates of train_step)."""
     if not active():
         return [fn(i) for i in range(num_agents)]
-    try:
-        mine = {i: fn(i) for i in range(num_agents) if owns(i)}
-    except Exception as e:
-        _share(_Failed(e))
-        raise
+    mine = _attempt(lambda: {i: fn(i) for i in range(num_agents) if owns(i)})
     merged = {}
     for part in _share(mine):
         merged.update(part)
@@ -236,13 +229,18 @@ def together(fn):
     rank stops (RankError naming it; the failed rank raises its own error)."""
     if not active():
         return fn()
+    result = _attempt(fn)
+    _share(None)
+    return result
+
+
+def _attempt(fn):
+    """fn(); if it raises, the other ranks hear of it at this exchange (choice 4), and this rank raises it."""
     try:
-        result = fn()
+        return fn()
     except Exception as e:
         _share(_Failed(e))
         raise
-    _share(None)
-    return result
 
 
 def on_main(fn):

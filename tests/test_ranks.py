@@ -162,7 +162,7 @@ def test_a_lost_rank_stops_the_other_in_one_line_without_a_hang_and_the_run_resu
 
 def _worker(r, port, what, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r))
-    ranks.start(2, timeout_s=30)
+    ranks.start(timeout_s=30)
     try:
         if what == "each_agent":
             result = ranks.each_agent(2, lambda i: (i, ranks.rank(), f"text of agent {i}"))
