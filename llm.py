@@ -321,7 +321,7 @@ def load_tokenizer(name: str):
     if name == "tiny" or name.startswith("tiny:"):
         return _pad_left(AutoTokenizer.from_pretrained(_embedded_dir()))
     source = model_source(name)
-    path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    path = model_path(name, source)
     if source == "local" and (path / ADAPTER_CONFIG).is_file() and not (path / "tokenizer_config.json").is_file():
         return load_tokenizer(json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"])
     try:
@@ -351,6 +351,12 @@ def model_source(name: str | None) -> str:
                      f"(or use the embedded default {EMBEDDED!r})")
 
 
+def model_path(name: str | None, source: str):
+    """What from_pretrained reads for `name` from `source` (model_source): the embedded model's converted folder,
+    a local folder, or the Hub id."""
+    return _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+
+
 def _hub_error(name: str, error: Exception) -> ModelError:
     """One line for a Hub id that did not load: offline, or unknown / unreachable, and what to do."""
     import huggingface_hub.constants as hub
@@ -377,7 +383,7 @@ def load_model(name: str | None = None, device=None, precision: str | None = Non
 
     _quiet_transformers()
     source = model_source(name)
-    path = _embedded_dir() if source == "embedded" else Path(name).expanduser() if source == "local" else name
+    path = model_path(name, source)
     if source == "local":
         verify_checksums(path)            # ilr.py's final/agent{i}/ (if it carries checksums.json), adapter or not
     if source == "local" and (path / ADAPTER_CONFIG).is_file():
