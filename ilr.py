@@ -468,7 +468,7 @@ def well_formed(completion: str, record: dict) -> bool:
     return bool(data.last_boxed(completion))          # as evaluate.extract_answer: an empty box is none
 
 
-def digit_credit(completion: str, record: dict) -> float:
+def digit_credit(completion: str, record: dict, correct: float | None = None) -> float:
     """--reward digits (OURS, README "Choices where the paper is open"): partial credit on an integer answer.
 
         R = 1                                   if the grader says correct
@@ -476,13 +476,14 @@ def digit_credit(completion: str, record: dict) -> float:
             0                                   no answer, or not a non-negative integer
 
     Places are counted from the right (ones, tens, ...): 47 + 38 = 85 answered 75 (the carry lost) gets 0.25.
-    Every wrong answer stays below 0.5, so a right one always wins its group.
+    Every wrong answer stays below 0.5, so a right one always wins its group. `correct`: the grader's verdict when
+    already known (group_rewards), so that the answer is not graded twice.
 
     >>> rec = {"kind": "math", "answer": "85", "meta": {"benchmark": "ladder"}}
     >>> [digit_credit(a, rec) for a in ("85", "so 75", "86", "5", "185", "13", "-85", "none")]
     [1.0, 0.25, 0.25, 0.25, 0.3333333333333333, 0.0, 0.0, 0.0]
     """
-    if evaluate.reward(completion, record):
+    if evaluate.reward(completion, record) if correct is None else correct:
         return 1.0
     predicted, _ = evaluate.extract_answer(completion, record["meta"].get("benchmark"))
     gold = record["answer"].strip()
@@ -528,12 +529,14 @@ def grade_groups(groups: list[Group]) -> torch.Tensor:
 def group_rewards(groups: list[Group], format_reward: float, correct: torch.Tensor | None = None,
                   reward: str = "accuracy") -> torch.Tensor:
     """Rewards [num_groups, G] of every answer: `answer_reward` of each (the one place a classroom exercise swaps
-    the reward). `correct` [num_groups, G], the grader's verdicts when already known, is reused for --reward
-    accuracy: each answer is graded once (an MBPP answer costs a sandbox process)."""
-    if correct is None or reward != "accuracy":
+    the reward). `correct` [num_groups, G], the grader's verdicts when already known, is reused: each answer is
+    graded once (an MBPP answer costs a sandbox process)."""
+    if correct is None:
         return torch.tensor([[answer_reward(t, g.record, format_reward, reward) for t in g.texts] for g in groups])
+    score = correct if reward == "accuracy" else torch.tensor(
+        [[digit_credit(t, g.record, c) for t, c in zip(g.texts, row.tolist())] for g, row in zip(groups, correct)])
     form = torch.tensor([[float(well_formed(t, g.record)) for t in g.texts] for g in groups])
-    return correct + format_reward * form
+    return score + format_reward * form
 
 
 # ----------------------------------------------------------------------------------------------------------
