@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,13 +39,43 @@ ROWS = {
     "grpo": ["--method", "grpo"],
     "ilr": [],
     "ilr-no-calibration": ["--no-calibration"],
-    "ilr-cooperation-only": ["--interaction", "cooperation"],
-    "ilr-competition-only": ["--interaction", "competition"],
+    "ilr-cooperation-only": ["--interaction", "cooperation"],                     # Figure 3's p = 1
+    "ilr-competition-only": ["--interaction", "competition"],                     # Figure 3's p = 0
+    "ilr-random-0.5": ["--interaction", "random", "--cooperation_ratio", "0.5"],  # Figure 3's p = 0.5
     "ilr-self-ranked": ["--difficulty", "self_rank"],
+    # The paper's setting in miniature (issue 22): unequal agents. Agent 0 is a stronger ladder model that this
+    # script trains first (the "strong" run below, made once and kept); agent 1 is the untrained base ({base}: the
+    # preset's model, or the --models given after --), the SAME weak start as in the grpo row. The grpo row of
+    # the same pair trains each alone: the control.
+    "grpo-strong-peer": ["--method", "grpo", "--models", "{strong},{base}"],
+    "ilr-strong-peer": ["--models", "{strong},{base}"],
 }
 MAIN_ROWS = ("grpo", "ilr")
+FIGURE3 = {"ilr-competition-only": 0.0, "ilr-random-0.5": 0.5, "ilr-cooperation-only": 1.0}  # row -> p
+# The strong peer: the base trained alone with GRPO three times as long as a row (36 steps), on its own seed's
+# training questions (still the ladder's train split: no held-out question), then evaluated like every run.
+STRONG_ROW, STRONG_SEED = "strong", 1000
+STRONG_OPTIONS = ["--method", "grpo", "--num_agents", "1", "--max_steps", "36", "--no-eval_base"]
 ILR = str(Path(__file__).with_name("ilr.py"))
 LEVELS = (1, 2, 3, 4, 5)
+
+
+def strong_model(out: Path) -> Path:
+    """The strong peer's weights: the final model of the strong run."""
+    return run_dir(out, STRONG_ROW, STRONG_SEED) / "final" / "agent0"
+
+
+def base_model(preset: str, extra: list[str]) -> str:
+    """The untrained model of the rows: the --models passed to every run (after --), else the preset's.
+
+    >>> base_model("demo", []), base_model("demo", ["--models", "tiny"])
+    ('smollm2-135m', 'tiny')
+    """
+    if "--models" in extra:
+        return extra[extra.index("--models") + 1]
+    import ilr
+
+    return ilr.PRESETS[preset].get("models", ilr.Config.models)
 
 
 def run_dir(out: Path, row: str, seed: int) -> Path:
@@ -61,14 +92,25 @@ def command(out: Path, row: str, seed: int, preset: str, base: bool, extra: list
     run = run_dir(out, row, seed)
     if (run / "config.json").is_file():
         return [sys.executable, ILR, "--resume", str(run)]
+    base_name = base_model(preset, extra)
+    if "{strong}" in " ".join(ROWS.get(row, [])) and "--models" in extra:   # the row names the pair itself
+        at = extra.index("--models")
+        extra = extra[:at] + extra[at + 2:]
+    options = STRONG_OPTIONS if row == STRONG_ROW else [
+        o.replace("{strong}", str(strong_model(out))).replace("{base}", base_name) for o in ROWS[row]]
     return ([sys.executable, ILR, "--preset", preset, "--seed", str(seed), "--output_dir", str(run)]
-            + ROWS[row] + ([] if base else ["--no-eval_base"]) + extra)
+            + options + ([] if base or row == STRONG_ROW else ["--no-eval_base"]) + extra)
 
 
 def plan(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int], preset: str,
          extra: list[str] = ()) -> list[tuple[Path, list[str]]]:
-    """(run directory, command) of every run still to do; the base row is evaluated once, by the first run."""
+    """(run directory, command) of every run still to do; the base row is evaluated once, by the first run.
+    A strong-peer row first needs the strong run: it goes first (run_all starts those rows once it is done)."""
     todo = []
+    if any("{strong}" in " ".join(ROWS[row]) for row in rows) and not (
+            run_dir(out, STRONG_ROW, STRONG_SEED) / "results.json").is_file():
+        todo.append((run_dir(out, STRONG_ROW, STRONG_SEED),
+                     command(out, STRONG_ROW, STRONG_SEED, preset, True, list(extra))))
     for row in rows:
         for seed in (seeds if row in MAIN_ROWS else ablation_seeds):
             if not (run_dir(out, row, seed) / "results.json").is_file():
@@ -77,22 +119,43 @@ def plan(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]
     return todo
 
 
-def run_all(todo: list[tuple[Path, list[str]]], parallel: int, threads: int) -> None:
+def prune(run: Path) -> None:
+    """Delete a finished run's weights (checkpoint/ and final/: 4.2 GB a run with two whole SmolLM2-135M agents);
+    the table needs only its config, metrics, transcripts and eval/ files, which stay."""
+    import shutil
+
+    for name in ("checkpoint", "final"):
+        shutil.rmtree(run / name, ignore_errors=True)
+
+
+def run_all(todo: list[tuple[Path, list[str]]], parallel: int, threads: int, keep: bool = True) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     running: list[tuple[Path, subprocess.Popen, float]] = []
+    strong = [run for run, _ in todo if run.name == f"{STRONG_ROW}-s{STRONG_SEED}"]
+
+    def ready(run: Path, cmd: list[str]) -> bool:   # a strong-peer run waits for the strong run to finish
+        return (not strong or run == strong[0] or not any(str(strong_model(strong[0].parent)) in c for c in cmd)
+                or (strong[0] / "results.json").is_file())
+
     while todo or running:
-        while todo and len(running) < parallel:
-            run, cmd = todo.pop(0)
+        while len(running) < parallel and (item := next((t for t in todo if ready(*t)), None)):
+            todo.remove(item)
+            run, cmd = item
             run.parent.mkdir(parents=True, exist_ok=True)
             print(f"[table1] start {run.name}: {' '.join(cmd[1:])}", flush=True)
             log = open(run.parent / f"{run.name}.log", "a")
             running.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.time()))
+        if todo and not running:   # nothing runs and nothing can start: the strong run failed
+            sys.exit(f"table1.py: the strong run {strong[0]} did not finish (see {strong[0]}.log); "
+                     f"{len(todo)} strong-peer runs not started")
         time.sleep(2)
         for item in list(running):
             run, proc, start = item
             if proc.poll() is not None:
                 running.remove(item)
                 status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {run}.log)"
+                if proc.returncode == 0 and not keep and (run / "results.json").is_file() and run not in strong:
+                    prune(run)
                 print(f"[table1] {run.name} {status} in {(time.time() - start) / 60:.1f} min", flush=True)
 
 
@@ -139,35 +202,255 @@ def cell(values: list[float]) -> str:
     return f"{mean:.1f} ± {'-' if math.isnan(se) else f'{se:.1f}'}"
 
 
-def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]) -> str:
-    """The table (markdown) of the finished runs, written to OUT/table1.md, and OUT/compare.png."""
+def final_tag(run: Path) -> str:
+    """The evaluation tag of a run's trained agents: step<max_steps>."""
+    return f"step{json.loads((run / 'config.json').read_text())['max_steps']}"
+
+
+def agent_accuracy(run: Path, agent: int, tag: str | None = None) -> float:
+    """One agent's held-out accuracy (%, all levels) after training (or at `tag`, e.g. "base")."""
+    return level_accuracy(run / "eval" / f"{tag or final_tag(run)}-agent{agent}-ladder.jsonl")["all"]
+
+
+def metric_mean(run: Path, key: str) -> float:
+    """The mean over training steps of one metrics.jsonl value (nan where a run does not log it, e.g. grpo's
+    cooperation share)."""
+    import ilr
+
+    values = [m[key] for m in ilr.read_metrics(run) if m.get(key) is not None]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def average(values: list[float], spec: str) -> str:
+    """The mean of values formatted by spec, "-" if any is nan (a metric the runs do not log).
+
+    >>> average([0.25, 0.5], ".2f"), average([float("nan")], ".2f")
+    ('0.38', '-')
+    """
+    return "-" if any(math.isnan(v) for v in values) else format(sum(values) / len(values), spec)
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """The per-seed differences a - b over the seeds both have (the paired comparison).
+
+    >>> paired({0: 50.0, 1: 40.0, 2: 30.0}, {0: 45.0, 1: 42.0})
+    [5.0, -2.0]
+    """
+    return [a[s] - b[s] for s in sorted(a) if s in b]
+
+
+TRANSCRIPT_QUESTION = re.compile(r"^==== (.*)\nmode: (\w+) \|", re.M)
+TRANSCRIPT_STAGE = re.compile(r"^---- (1\. Idea Sharing|2\. Idea Analysis|3\. Idea Fusion|Answer \(alone\))$", re.M)
+TRANSCRIPT_GRADE = re.compile(r"^\[agent (\d+): .*?(?:, answer (\d+)/\d+)?\] extracted .* \| (correct|wrong) \| "
+                              r"reward \S+ \| calibrated \S+ \| advantage \S+$", re.M)
+STAGE_KEYS = {"1. Idea Sharing": "sharing", "2. Idea Analysis": "analysis", "3. Idea Fusion": "fusion",
+              "Answer (alone)": "answer"}
+
+
+def parse_transcript(text: str) -> list[dict]:
+    r"""The graded answers of one RUN/transcripts/stepNNNNN.txt (ilr.format_step_transcripts): per question its
+    text, its mode and, per trained stage, {agent: [correct of answer 1, answer 2, ...]} (agents from 0).
+
+    >>> t = ("legend\n\n==== What is 1 + 1?\nmode: cooperation | agents: a, b\n---- 1. Idea Sharing\n"
+    ...      "[agent 1: a, answer 1/2] extracted '3' | wrong | reward 0.00 | calibrated 0.00 | advantage -1.00\n3\n"
+    ...      "[agent 1: a, answer 2/2] extracted '2' | correct | reward 1.00 | calibrated 1.00 | advantage +1.00\n2\n"
+    ...      "---- 3. Idea Fusion\n"
+    ...      "[agent 2: b, answer 1/1] extracted '2' | correct | reward 1.00 | calibrated 1.00 | advantage +0.00\n2")
+    >>> parse_transcript(t)
+    [{'question': 'What is 1 + 1?', 'mode': 'cooperation', 'sharing': {0: [False, True]}, 'fusion': {1: [True]}}]
+    """
+    starts = list(TRANSCRIPT_QUESTION.finditer(text))
+    out = []
+    for k, q in enumerate(starts):
+        block = text[q.start():starts[k + 1].start() if k + 1 < len(starts) else len(text)]
+        entry = {"question": q.group(1).strip(), "mode": q.group(2)}
+        stages = list(TRANSCRIPT_STAGE.finditer(block))
+        for j, st in enumerate(stages):
+            body = block[st.end():stages[j + 1].start() if j + 1 < len(stages) else len(block)]
+            for g in TRANSCRIPT_GRADE.finditer(body):
+                entry.setdefault(STAGE_KEYS[st.group(1)], {}).setdefault(int(g.group(1)) - 1, []).append(
+                    g.group(3) == "correct")
+        out.append(entry)
+    return out
+
+
+def interaction_stats(run: Path, agent: int) -> dict:
+    """From an ilr run's transcripts: the cooperation share per ladder level (counted over the trained questions)
+    and, for `agent`, how Fusion repairs a wrong Sharing answer: over the questions where the Sharing answer its
+    peers read (answer 1) is wrong, the share of its Fusion answers that are right ("fusion_fixes") and, as the
+    control, the share of its other Sharing answers (2..G, sampled alone from the same prompt) that are right
+    ("resample_fixes"). Levels come from the run's own training questions (ilr.load_training_data)."""
+    import ilr
+
+    cfg = ilr.Config(**json.loads((run / "config.json").read_text()))
+    level_of = {r["question"].strip(): r["meta"].get("level") for r in ilr.load_training_data(cfg)[0]}
+    modes: dict[int, list[int]] = {}
+    fusion, resample, wrong_first = [], [], 0
+    for path in sorted((run / "transcripts").glob("step*.txt")):
+        for q in parse_transcript(path.read_text()):
+            modes.setdefault(level_of[q["question"]], []).append(q["mode"] == "cooperation")
+            sharing = q.get("sharing", {}).get(agent)
+            if sharing and not sharing[0] and agent in q.get("fusion", {}):
+                wrong_first += 1
+                fusion += q["fusion"][agent]
+                resample += sharing[1:]
+    share = (lambda xs: 100.0 * sum(xs) / len(xs) if xs else float("nan"))
+    return {"cooperation_by_level": {lvl: share(v) for lvl, v in sorted(modes.items())},
+            "questions_by_level": {lvl: len(v) for lvl, v in sorted(modes.items())},
+            "sharing_wrong_questions": wrong_first, "fusion_fixes": share(fusion), "resample_fixes": share(resample)}
+
+
+def finished(out: Path, row: str, seeds: list[int]) -> dict[int, Path]:
+    return {s: run_dir(out, row, s) for s in seeds if (run_dir(out, row, s) / "results.json").is_file()}
+
+
+def base_evaluated(out: Path) -> list[Path]:
+    """The runs that evaluated the untrained model (the first run of a table1.py call)."""
+    return [d for d in sorted(out.glob("*-s*")) if list((d / "eval").glob("base-agent*-ladder.jsonl"))]
+
+
+def base_accuracy(out: Path) -> float | None:
+    runs = base_evaluated(out)
+    return run_accuracy(runs[0], "base")["all"] if runs else None
+
+
+def main_table(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]) -> str:
+    """Table 1: per row the held-out accuracy per level (mean over the run's agents, then mean ± SE over seeds),
+    the paired difference to ilr (all levels, over the seeds both have), the mean cooperation share, the mean
+    share of groups where Eq. 5's clip binds, and the rise of the training reward."""
     import ilr
 
     columns = [*LEVELS, "all"]
     lines = ["| row | seeds | " + " | ".join(f"level {c}" if c != "all" else "all levels" for c in columns)
-             + " | last-3 minus first-3 reward |", "|---|---|" + "---|" * (len(columns) + 1)]
-    base_runs = [d for d in sorted(out.glob("*-s*")) if list((d / "eval").glob("base-agent*-ladder.jsonl"))]
+             + " | minus ilr (paired) | cooperation share | clip binds (share of groups)"
+             + " | last-3 minus first-3 reward |",
+             "|---|---|" + "---|" * (len(columns) + 4)]
+    base_runs = base_evaluated(out)
     if base_runs:
         base = run_accuracy(base_runs[0], "base")
         lines.append("| base (untrained) | - | " + " | ".join(f"{base.get(c, float('nan')):.1f}" for c in columns)
-                     + " | - |")
+                     + " | - | - | - | - |")
+    ilr_all = {s: run_accuracy(r, final_tag(r))["all"] for s, r in finished(out, "ilr", seeds).items()}
     for row in rows:
-        runs = [run_dir(out, row, s) for s in (seeds if row in MAIN_ROWS else ablation_seeds)]
-        runs = [r for r in runs if (r / "results.json").is_file()]
+        if "{strong}" in " ".join(ROWS[row]):
+            continue                                  # the strong-peer rows have their own table
+        runs = finished(out, row, seeds if row in MAIN_ROWS else ablation_seeds)
         if not runs:
             continue
-        accs = [run_accuracy(r, f"step{json.loads((r / 'config.json').read_text())['max_steps']}") for r in runs]
+        accs = {s: run_accuracy(r, final_tag(r)) for s, r in runs.items()}
         rises = []
-        for r in runs:
+        for r in runs.values():
             rewards = [m["reward"] for m in ilr.read_metrics(r)]
             rises.append(100.0 * (sum(rewards[-3:]) / 3 - sum(rewards[:3]) / 3))
-        lines.append(f"| {row} | {len(runs)} | " + " | ".join(cell([a.get(c, float('nan')) for a in accs])
-                                                              for c in columns) + f" | {cell(rises)} |")
-    table = "\n".join(lines)
+        diffs = paired({s: a["all"] for s, a in accs.items()}, ilr_all)
+        coop = [metric_mean(r, "ilr/cooperation_share") for r in runs.values()]
+        clip = [metric_mean(r, "ilr/calibration_clip_share") for r in runs.values()]
+        lines.append(f"| {row} | {','.join(map(str, runs))} | "
+                     + " | ".join(cell([a.get(c, float('nan')) for a in accs.values()]) for c in columns)
+                     + f" | {'-' if row == 'ilr' or not diffs else cell(diffs)}"
+                     + f" | {average(coop, '.2f')} | {average(clip, '.3f')} | {cell(rises)} |")
+    return "\n".join(lines)
+
+
+def strong_peer_table(out: Path, seeds: list[int]) -> str:
+    """The strong-peer comparison (issue 22, item 2): the same weak start (the base, agent 1) trained alone
+    (grpo-strong-peer) or with the strong peer (ilr-strong-peer); the strong agent (0) before and after."""
+    grpo, ilr_runs = finished(out, "grpo-strong-peer", seeds), finished(out, "ilr-strong-peer", seeds)
+    strong = run_dir(out, STRONG_ROW, STRONG_SEED)
+    if not (grpo or ilr_runs):
+        return ""
+    acc = {name: {a: {s: agent_accuracy(r, a) for s, r in runs.items()} for a in (0, 1)}
+           for name, runs in (("grpo", grpo), ("ilr", ilr_runs))}
+    lines = ["| pair (strong, weak) | seeds | weak agent (the base) | strong agent |", "|---|---|---|---|"]
+    if (strong / "results.json").is_file():
+        base = base_accuracy(out)
+        lines.append(f"| before training | - | {'-' if base is None else f'{base:.1f}'} (untrained) "
+                     f"| {agent_accuracy(strong, 0):.1f} (the strong run: {final_tag(strong)[4:]} GRPO steps) |")
+    for name, runs in (("grpo", grpo), ("ilr", ilr_runs)):
+        if runs:
+            lines.append(f"| {name}-strong-peer: {'each alone' if name == 'grpo' else 'ILR'} | "
+                         f"{','.join(map(str, runs))} | {cell(list(acc[name][1].values()))} | "
+                         f"{cell(list(acc[name][0].values()))} |")
+    if grpo and ilr_runs:
+        lines.append(f"| ILR minus alone (paired) | {len(paired(acc['ilr'][1], acc['grpo'][1]))} | "
+                     f"{cell(paired(acc['ilr'][1], acc['grpo'][1]))} | {cell(paired(acc['ilr'][0], acc['grpo'][0]))} |")
+    return "\n".join(lines)
+
+
+def interaction_table(out: Path, rows: list[str], seeds: list[int]) -> str:
+    """Per ilr row: the cooperation share per level and how the weak agent's (agent 1) Fusion repairs a wrong
+    Sharing answer against resampling (interaction_stats), mean ± SE over seeds."""
+    lines = ["| row (agent 1) | seeds | cooperation share, level 1 / 2 / 3 / 4 (%) | questions with Sharing answer 1 "
+             "wrong | Fusion answers right there (%) | other Sharing answers right there (%) |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        runs = finished(out, row, seeds)
+        runs = {s: r for s, r in runs.items() if list((r / "transcripts").glob("step*.txt"))
+                and json.loads((r / "config.json").read_text()).get("method") == "ilr"}
+        if not runs:
+            continue
+        stats = [interaction_stats(r, 1) for r in runs.values()]
+        levels = sorted({lvl for st in stats for lvl in st["cooperation_by_level"]})
+        coop = " / ".join(cell([st["cooperation_by_level"].get(lvl, float("nan")) for st in stats]) for lvl in levels)
+        lines.append(f"| {row} | {','.join(map(str, runs))} | {coop} | "
+                     f"{cell([st['sharing_wrong_questions'] for st in stats])} | "
+                     f"{cell([st['fusion_fixes'] for st in stats])} | {cell([st['resample_fixes'] for st in stats])} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def figure3(out: Path, seeds: list[int], ablation_seeds: list[int]) -> Path | None:
+    """Figure 3 at CPU scale: held-out accuracy (mean ± SE over seeds) against the measured cooperation share,
+    for p = 0, 0.5, 1 (the fixed-ratio rows) and the dynamic rule (ilr); GRPO as a band. OUT/figure3.png."""
+    points = []
+    for row, seed_list in [*((r, ablation_seeds) for r in FIGURE3), ("ilr", seeds)]:
+        runs = finished(out, row, seed_list)
+        if runs:
+            accs = [run_accuracy(r, final_tag(r))["all"] for r in runs.values()]
+            coop = [metric_mean(r, "ilr/cooperation_share") for r in runs.values()]
+            points.append((row, sum(coop) / len(coop), *mean_se(accs), len(runs)))
+    if len(points) < 2:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    grpo = finished(out, "grpo", seeds)
+    if grpo:
+        mean, se = mean_se([run_accuracy(r, final_tag(r))["all"] for r in grpo.values()])
+        se = 0.0 if math.isnan(se) else se
+        ax.axhspan(mean - se, mean + se, color="gray", alpha=0.25, label=f"grpo ({len(grpo)} seeds), mean ± SE")
+    for row, coop, mean, se, n in points:
+        label = (f"p = {FIGURE3[row]:g}" if row in FIGURE3 else "dynamic (IRT)") + f", {n} seeds"
+        ax.errorbar([coop], [mean], yerr=[0.0 if math.isnan(se) else se], fmt="s" if row == "ilr" else "o",
+                    capsize=4, label=label)
+    ax.set_xlabel("cooperation share of the trained questions")
+    ax.set_ylabel("held-out ladder accuracy (%), each agent alone")
+    ax.set_title("Figure 3 at CPU scale: cooperation ratio")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "figure3.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]) -> str:
+    """The tables (markdown) of the finished runs, written to OUT/table1.md, OUT/compare.png (the reward curves
+    of the first seed) and OUT/figure3.png (where the cooperation-ratio rows have run)."""
+    import ilr
+
+    parts = [main_table(out, rows, seeds, ablation_seeds),
+             strong_peer_table(out, ablation_seeds) if any(r.endswith("strong-peer") for r in rows) else "",
+             interaction_table(out, [r for r in rows if r.startswith("ilr")], sorted({*seeds, *ablation_seeds}))]
+    table = "\n\n".join(p for p in parts if p)
     (out / "table1.md").write_text(table + "\n")
-    finished = [run_dir(out, row, seeds[0]) for row in rows if (run_dir(out, row, seeds[0]) / "results.json").is_file()]
-    if finished:
-        ilr.compare_runs(finished, out / "compare.png")
+    firsts = [run_dir(out, row, (seeds if row in MAIN_ROWS else ablation_seeds)[0]) for row in rows]
+    firsts = [r for r in firsts if (r / "results.json").is_file()]
+    if firsts:
+        ilr.compare_runs(firsts, out / "compare.png")
+    figure3(out, seeds, ablation_seeds)
     return table
 
 
@@ -182,6 +465,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"rows to run (default all: {','.join(ROWS)})")
     parser.add_argument("--report", action="store_true", help="no runs: the table of the finished ones")
+    parser.add_argument("--prune", action="store_true",
+                        help="delete each finished run's checkpoint/ and final/ weights (4.2 GB a run), keep the rest")
     argv = sys.argv[1:] if argv is None else list(argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []   # options for every ilr.py run
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -198,7 +483,8 @@ def main(argv: list[str] | None = None) -> str:
     out = Path(args.out)
     if not args.report:
         start = time.time()
-        run_all(plan(out, rows, seeds, ablation_seeds, args.preset, extra), args.parallel, args.threads)
+        run_all(plan(out, rows, seeds, ablation_seeds, args.preset, extra), args.parallel, args.threads,
+                keep=not args.prune)
         print(f"[table1] all runs finished in {(time.time() - start) / 60:.1f} min", flush=True)
     table = report(out, rows, seeds, ablation_seeds)
     print(table)

@@ -55,11 +55,13 @@ def test_report_cells_are_mean_and_standard_error_over_seeds_of_the_agent_mean(t
     table = table1.report(tmp_path, ["grpo", "ilr"], [0, 1], [0]).splitlines()
     assert table[2].startswith("| base (untrained) | - | 25.0 |")
     grpo, ilr = table[3].split(" | "), table[4].split(" | ")
-    assert grpo[:3] == ["| grpo", "1", "0.0 ± -"]                          # one seed: no error bar
+    assert grpo[:3] == ["| grpo", "0", "0.0 ± -"]                          # one seed: no error bar
     assert grpo[-1] == "10.0 ± - |"                                       # rewards: last 3 (0.4) - first 3 (0.3)
+    assert grpo[-4] == "-75.0 ± -"                                         # paired: 0 - 75 on seed 0 only
     se = math.sqrt(((75 - 62.5) ** 2 + (50 - 62.5) ** 2) / (2 - 1)) / math.sqrt(2)
     assert f"{se:.1f}" == "12.5"
-    assert ilr[:3] == ["| ilr", "2", f"62.5 ± {se:.1f}"] and ilr[-2] == f"62.5 ± {se:.1f}"  # level 1 = all levels
+    assert ilr[:3] == ["| ilr", "0,1", f"62.5 ± {se:.1f}"] and ilr[-5] == f"62.5 ± {se:.1f}"  # level 1 = all levels
+    assert ilr[-4] == "-" and ilr[-3:-1] == ["-", "-"]     # no difference to itself; no coop/clip metrics logged
     # reward rise: seed 0: (0.4 + 0.5 + 0.6) / 3 - (0 + 0.1 + 0.2) / 3 = 40 points; seed 1: 0 -> 20 ± 20
     assert ilr[-1] == "20.0 ± 20.0 |"
     assert (tmp_path / "table1.md").read_text().splitlines() == table and (tmp_path / "compare.png").is_file()
@@ -81,11 +83,142 @@ def test_the_whole_script_on_the_tiny_model_then_a_rerun_reuses_its_runs(tmp_pat
                "--difficulty", "level", "--eval_benchmarks", "ladder", "--max_steps", "1"]
     table = table1.main(options).splitlines()
     assert sorted(p.name for p in out.glob("*-s*") if p.is_dir()) == ["ilr-competition-only-s0", "ilr-s0", "ilr-s1"]
-    assert [line.split(" | ")[:2] for line in table[2:]] == [["| base (untrained)", "-"], ["| ilr", "2"],
-                                                             ["| ilr-competition-only", "1"]]
+    assert [line.split(" | ")[:2] for line in table[2:5]] == [["| base (untrained)", "-"], ["| ilr", "0,1"],
+                                                              ["| ilr-competition-only", "0"]]
     config = json.loads((out / "ilr-competition-only-s0" / "config.json").read_text())
     assert (config["interaction"], config["train_data"], config["seed"]) == ("competition", "ladder", 0)
     capsys.readouterr()
     assert table1.main(options).splitlines() == table                    # nothing to run again
     assert "[table1] start" not in capsys.readouterr().out
 
+
+
+# --- issue 22: paired rows, the strong peer, the transcripts' interaction statistics, Figure 3 ---------------
+
+def test_strong_peer_rows_train_the_strong_model_first_and_pair_it_with_the_base(tmp_path):
+    todo = table1.plan(tmp_path, ["grpo", "ilr-strong-peer"], [0], [0, 1], "demo", ["--max_steps", "2"])
+    strong = table1.strong_model(tmp_path)
+    assert [run.name for run, _ in todo] == ["strong-s1000", "grpo-s0", "ilr-strong-peer-s0", "ilr-strong-peer-s1"]
+    first = todo[0][1]
+    assert first[first.index("--method") + 1] == "grpo" and first[first.index("--num_agents") + 1] == "1"
+    assert first[-2:] == ["--max_steps", "2"]                               # options after -- win (tests: short)
+    peer = todo[2][1]
+    assert peer[peer.index("--models") + 1] == f"{strong},smollm2-135m"    # agent 0 strong, agent 1 the base
+    # --models after -- names the base of every row; the strong-peer rows keep their pair (one --models only)
+    peer = table1.plan(tmp_path, ["ilr-strong-peer"], [0], [0], "demo", ["--models", "tiny"])[1][1]
+    assert peer.count("--models") == 1 and peer[peer.index("--models") + 1] == f"{strong},tiny"
+    # once the strong run has finished it is not planned again
+    strong.parent.parent.mkdir(parents=True)
+    (strong.parent.parent / "results.json").write_text("{}")
+    assert [run.name for run, _ in table1.plan(tmp_path, ["ilr-strong-peer"], [0], [0], "demo")] == [
+        "ilr-strong-peer-s0"]
+
+
+def test_run_all_starts_a_strong_peer_run_only_after_the_strong_run_and_prunes_only_the_others(tmp_path):
+    import sys
+    strong, peer, other = (tmp_path / "strong-s1000", tmp_path / "ilr-strong-peer-s0", tmp_path / "grpo-s0")
+
+    def job(run, check="pass"):   # a fake ilr.py: weights, then results.json; `check` runs first
+        return [sys.executable, "-c", f"import pathlib, time; {check}; r = pathlib.Path({str(run)!r}); "
+                f"(r / 'final' / 'agent0').mkdir(parents=True); (r / 'checkpoint').mkdir(); time.sleep(1.5); "
+                f"(r / 'results.json').write_text('{{}}')"]
+    waits = f"assert (pathlib.Path({str(strong)!r}) / 'results.json').is_file(), 'started too early'"
+    # two slots: the peer run (second) must wait while grpo (third) starts beside the strong run
+    table1.run_all([(strong, job(strong)), (peer, job(peer, waits) + [f"# {table1.strong_model(tmp_path)}"]),
+                    (other, job(other))], parallel=2, threads=1, keep=False)
+    assert (peer / "results.json").is_file(), (tmp_path / "ilr-strong-peer-s0.log").read_text()
+    assert (strong / "final" / "agent0").is_dir()                          # the strong model is kept
+    assert not (peer / "final").exists() and not (peer / "checkpoint").exists() and not (other / "final").exists()
+
+
+def graded_step_text(questions):
+    """A real RUN/transcripts file (ilr.format_step_transcripts) from (question, mode, {stage: [M][G] correct})."""
+    import ilr
+
+    record = {"kind": "math", "meta": {}}
+    transcripts = []
+    for question, mode, stages in questions:
+        t = {"question": question, "mode": mode, "agents": ["strong [model]", "weak, base"], "grades": {}}
+        for stage, per_agent in stages.items():
+            t[stage] = [[("7" if c else "3") for c in answers] for answers in per_agent]
+            t["grades"][stage] = [[ilr.grade_line("7" if c else "3", record, float(c), float(c), 0.0, 0.0)
+                                   for c in answers] for answers in per_agent]
+        transcripts.append(t)
+    return ilr.format_step_transcripts(1, transcripts)
+
+
+def test_parse_transcript_reads_back_the_grades_ilr_writes():
+    text = graded_step_text([("What is 3 + 4? Give only the number.", "competition",
+                              {"sharing": [[True, False], [False, False]], "fusion": [[True, True], [False, True]]}),
+                             ("What is 1 + 2?", "cooperation", {"answer": [[False], [True]]})])
+    parsed = table1.parse_transcript(text)
+    assert parsed == [{"question": "What is 3 + 4? Give only the number.", "mode": "competition",
+                       "sharing": {0: [True, False], 1: [False, False]}, "fusion": {0: [True, True], 1: [False, True]}},
+                      {"question": "What is 1 + 2?", "mode": "cooperation", "answer": {0: [False], 1: [True]}}]
+
+
+def test_interaction_stats_counts_cooperation_per_level_and_fusion_repairs_against_resampling(tmp_path):
+    import ilr
+
+    cfg = ilr.Config(train_data="ladder", train_levels="1,2", num_train=8, seed=0)
+    train = ilr.load_training_data(cfg)[0]
+    one, two = [r for r in train if r["meta"]["level"] == 1], [r for r in train if r["meta"]["level"] == 2]
+    run = tmp_path / "ilr-s0"
+    (run / "transcripts").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train_data": "ladder", "train_levels": "1,2", "num_train": 8,
+                                                 "seed": 0}))
+    # agent 1 (the second): answer 1 of Sharing wrong in questions A and C; A's Fusion 2 of 3 right, C's 0 of 3;
+    # its other Sharing answers there: A 1 of 2, C 0 of 2 -> fusion 2/6 = 33.3 %, resampling 1/4 = 25 %
+    step1 = graded_step_text([
+        (one[0]["question"], "cooperation", {"sharing": [[True] * 3, [False, True, False]],
+                                              "fusion": [[True] * 3, [True, True, False]]}),
+        (two[0]["question"], "competition", {"sharing": [[False] * 3, [True, False, False]],   # answer 1 right
+                                              "fusion": [[True] * 3, [False] * 3]})])
+    step2 = graded_step_text([
+        (two[1]["question"], "cooperation", {"sharing": [[True] * 3, [False, False, False]],
+                                              "fusion": [[True] * 3, [False] * 3]}),
+        (one[1]["question"], "competition", {"sharing": [[True] * 3, [True] * 3], "fusion": [[True] * 3] * 2})])
+    (run / "transcripts" / "step00001.txt").write_text(step1)
+    (run / "transcripts" / "step00002.txt").write_text(step2)
+    stats = table1.interaction_stats(run, agent=1)
+    assert stats["cooperation_by_level"] == {1: 50.0, 2: 50.0} and stats["questions_by_level"] == {1: 2, 2: 2}
+    assert stats["sharing_wrong_questions"] == 2
+    assert stats["fusion_fixes"] == pytest.approx(100 * 2 / 6) and stats["resample_fixes"] == 25.0
+    assert table1.interaction_stats(run, agent=0)["sharing_wrong_questions"] == 1     # question B only
+
+
+def test_strong_peer_table_pairs_the_weak_agent_by_seed(tmp_path):
+    # weak agent (1): alone 40 / 50, with the strong peer 45 / 60 -> paired +5, +10 = 7.5 ± 2.5
+    # strong agent (0): alone 80 / 80, with ILR 70 / 90 -> 0 ± 10; strong run alone: 75
+    for seed, (alone, ilr_) in enumerate([((8, 4), (7, 4.5)), ((8, 5), (9, 6))]):
+        fake_run(tmp_path, "grpo-strong-peer", seed, [{1: (int(alone[0] * 10), 100)}, {1: (int(alone[1] * 10), 100)}],
+                 [0.5])
+        fake_run(tmp_path, "ilr-strong-peer", seed, [{1: (int(ilr_[0] * 10), 100)}, {1: (int(ilr_[1] * 10), 100)}],
+                 [0.5], base={1: (20, 100)} if seed == 0 else None)
+    fake_run(tmp_path, "strong", 1000, [{1: (75, 100)}], [0.5], max_steps=36)
+    lines = table1.strong_peer_table(tmp_path, [0, 1]).splitlines()
+    assert lines[2] == "| before training | - | 20.0 (untrained) | 75.0 (the strong run: 36 GRPO steps) |"
+    assert lines[3] == "| grpo-strong-peer: each alone | 0,1 | 45.0 ± 5.0 | 80.0 ± 0.0 |"
+    assert lines[4] == "| ilr-strong-peer: ILR | 0,1 | 52.5 ± 7.5 | 80.0 ± 10.0 |"
+    assert lines[5] == "| ILR minus alone (paired) | 2 | 7.5 ± 2.5 | 0.0 ± 10.0 |"
+
+
+def test_figure3_plots_the_fixed_ratios_and_the_dynamic_rule(tmp_path):
+    assert table1.figure3(tmp_path, [0], [0]) is None                      # nothing finished: no plot
+    for row in ("ilr-competition-only", "ilr-cooperation-only", "ilr", "grpo"):
+        fake_run(tmp_path, row, 0, [{1: (1, 2)}], [0.5])
+    assert table1.figure3(tmp_path, [0], [0]) == tmp_path / "figure3.png" and (tmp_path / "figure3.png").stat().st_size
+
+
+def test_the_strong_peer_rows_on_the_tiny_model(tmp_path):
+    out = tmp_path / "t1"
+    table = table1.main(["--rows", "grpo-strong-peer,ilr-strong-peer", "--seeds", "0", "--ablation_seeds", "0",
+                         "--parallel", "2", "--out", str(out), "--preset", "tiny", "--prune", "--",
+                         "--train_data", "ladder", "--val_data", "ladder", "--train_levels", "1,2",
+                         "--difficulty", "level", "--eval_benchmarks", "ladder", "--max_steps", "1"])
+    config = json.loads((out / "ilr-strong-peer-s0" / "config.json").read_text())
+    assert config["models"] == f"{table1.strong_model(out)},tiny" and config["method"] == "ilr"
+    assert (table1.strong_model(out) / "config.json").is_file()            # kept: the peer of later runs
+    assert not (out / "ilr-strong-peer-s0" / "final").exists()              # pruned
+    assert "| ilr-strong-peer: ILR | 0 |" in table and "| before training | - |" in table
+    assert "| ilr-strong-peer | 0 |" in table                              # its transcripts' statistics
