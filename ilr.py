@@ -50,6 +50,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -163,6 +164,11 @@ class Config(llm.DeviceConfig):  # --device, --bf16, --fp16 (shared with every c
     eval_limit: int = field(default=50, metadata={"help": "questions per benchmark (0 = all)"})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "new tokens per evaluation answer"})
     eval_base: bool = field(default=True, metadata={"help": "also evaluate the untrained models (base row)"})
+    eval_steps: int = field(default=0, metadata={"help": "also evaluate each agent alone before training and every "
+                            "K steps (0 = only after training), on the first --eval_curve_limit questions: the "
+                            "held-out curve (eval/<benchmark>/agent<i> in metrics.jsonl, `ilr.py plot`)"})
+    eval_curve_limit: int = field(default=50, metadata={"help": "questions per benchmark of each --eval_steps "
+                                  "evaluation (a fixed subset: the first ones of the evaluation set)"})
     # --- run
     output_dir: str = field(default="runs/ilr", metadata={"help": "run directory (config, metrics, checkpoints)"})
     save_steps: int = field(default=5, metadata={"help": "checkpoint every K steps (and at the end, on Ctrl-C)"})
@@ -366,7 +372,8 @@ def check_config(cfg: Config) -> None:
     need(cfg.optim in OPTIMIZERS, f"--optim must be one of {', '.join(OPTIMIZERS)}, got {cfg.optim!r}")
     # --- evaluation
     need(cfg.eval_limit >= 0, f"--eval_limit must be >= 0 (0 = all), got {cfg.eval_limit}")
-    positive("eval_max_new_tokens")
+    need(cfg.eval_steps >= 0, f"--eval_steps must be >= 0 (0 = only after training), got {cfg.eval_steps}")
+    positive("eval_max_new_tokens", "eval_curve_limit")
     # --- run
     need(bool(cfg.output_dir.strip()), "--output_dir must not be empty")
     positive("save_steps", "log_transcript_steps", "batch_size")
@@ -1072,9 +1079,11 @@ def format_line(m: dict, M: int) -> str:
     agents = " ".join(f"a{i} r={m[f'agent{i}/reward']:.2f}/{m[f'agent{i}/calibrated_reward']:.2f} "
                       f"acc={m[f'agent{i}/accuracy']:.2f}" for i in range(M))
     coop = "-" if m["ilr/cooperation_share"] is None else f"{m['ilr/cooperation_share']:.2f}"  # None: grpo
+    held_out = " ".join(f"{k[5:]}={v:.1f}%" for k, v in m.items() if k.startswith("eval/"))  # --eval_steps
     return (f"step {m['step']:>4} | {agents} | coop={coop} "
             f"zero_std={m['frac_reward_zero_std']:.2f} kl={m['kl']:.4f} clip={m['clip_ratio']:.3f} "
-            f"tok/s={m['tokens_per_second']:.0f} {m['step_seconds']:.0f}s")
+            f"tok/s={m['tokens_per_second']:.0f} {m['step_seconds']:.0f}s" + (f" | held-out {held_out}" if held_out
+                                                                               else ""))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1171,18 +1180,20 @@ def eval_cache_inputs(cfg: Config, tag: str, agent: int, records: list[dict]) ->
             "records": digest([[r["id"], r["question"], r["answer"]] for r in records])}
 
 
-def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dict:
-    """Each agent ALONE on each evaluation benchmark (the paper's test protocol: pass@1, greedy).
-    Before training (tag "base"), agents loaded from the same model are identical: evaluated once.
+def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str, limit: int | None = None) -> dict:
+    """Each agent ALONE on each evaluation benchmark (the paper's test protocol: pass@1, greedy), on its first
+    `limit` questions (default --eval_limit; 0 = all). Before training (tag "base", or "curve-step0" of
+    --eval_steps), agents loaded from the same model are identical: evaluated once.
     RUN/eval/<tag>-agent<i>-<benchmark>.jsonl is continued only if its .inputs.json matches (else redone)."""
     results = {}
     names = model_names(cfg)
+    limit = cfg.eval_limit if limit is None else limit
     for name in cfg.eval_benchmarks.split(","):
-        records = data.load_benchmark(name, cfg.data_dir, limit=cfg.eval_limit or None)
+        records = data.load_benchmark(name, cfg.data_dir, limit=limit or None)
 
         def alone(i: int) -> float | None:  # agent i alone, in the process that holds it (ranks.py)
             a, twin = agents[i], names.index(names[i])       # twin: the first agent loaded from the same model
-            if tag == "base" and twin < i:
+            if tag in ("base", curve_tag(0)) and twin < i:
                 return None                                  # the same untrained model: agent twin's score
             out = run / "eval" / f"{tag}-agent{i}-{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -1198,6 +1209,36 @@ def evaluate_alone(cfg: Config, agents: list[Agent], run: Path, tag: str) -> dic
         for i, score in enumerate(ranks.each_agent(len(agents), alone)):
             results[f"agent{i}/{name}"] = results[f"agent{names.index(names[i])}/{name}"] if score is None else score
     return results
+
+
+def curve_tag(step: int) -> str:
+    """The evaluation tag of --eval_steps' point after `step` steps (0: before training)."""
+    return f"curve-step{step}"
+
+
+def curve_point(cfg: Config, agents: list[Agent], run: Path, step: int) -> dict:
+    """--eval_steps: each agent alone on the first --eval_curve_limit questions after `step` steps, as
+    {"eval/<benchmark>/agent<i>": pass@1 (%)} (TRL's eval_ prefix, as a folder: trackers group it)."""
+    scores = evaluate_alone(cfg, agents, run, curve_tag(step), limit=cfg.eval_curve_limit)
+    return {f"eval/{key.split('/')[1]}/{key.split('/')[0]}": value for key, value in scores.items()}
+
+
+def read_curve(run: Path) -> dict[int, dict]:
+    """The held-out curve of a run (--eval_steps): {step: {"agent<i>/<benchmark>": pass@1 (%)}}, step 0 included,
+    from its RUN/eval/curve-step<N>-agent<i>-<benchmark>.jsonl files (a file cut by a crash is completed by
+    --resume)."""
+    curve: dict[int, dict] = {}
+    for path in sorted(Path(run, "eval").glob("curve-step*-agent*-*.jsonl")):
+        step, agent, bench = re.fullmatch(r"curve-step(\d+)-(agent\d+)-(.+)\.jsonl", path.name).groups()
+        results = evaluate.read_results(path)
+        curve.setdefault(int(step), {})[f"{agent}/{bench}"] = evaluate.summarize(results, samples=1)["pass@1"]
+    if 0 in curve:                                    # untrained twins were evaluated once (evaluate_alone)
+        names = model_names(Config(**json.loads(Path(run, "config.json").read_text())))
+        for key in list(curve[0]):
+            for i, name in enumerate(names):
+                if f"agent{names.index(name)}/{key.split('/')[1]}" == key:
+                    curve[0].setdefault(f"agent{i}/{key.split('/')[1]}", curve[0][key])
+    return {step: dict(sorted(points.items())) for step, points in sorted(curve.items())}
 
 
 def base_cache_inputs(cfg: Config) -> dict:
@@ -1223,7 +1264,8 @@ def results_table(cfg: Config, base: dict, trained: dict, M: int) -> str:
 # What `--resume RUN` may change: how long to train, what to evaluate and how, how often to log and save, and
 # how generation is batched and where it runs. Everything else shapes the training itself, so a resumed run with
 # another value would be neither the saved run nor a new one; it is refused before anything is written.
-RESUMABLE = {"max_steps", "eval_benchmarks", "eval_limit", "eval_base", "save_steps", "log_transcript_steps",
+RESUMABLE = {"max_steps", "eval_benchmarks", "eval_limit", "eval_base", "eval_steps", "eval_curve_limit",
+             "save_steps", "log_transcript_steps",
              "report_to", "batch_size", "device", "bf16", "fp16"}   # (the last three: where the run computes, not what)
 
 
@@ -1423,10 +1465,14 @@ def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
         print("\n[ilr] Ctrl-C: saving a checkpoint after this step", flush=True)
     tracked = trackers.Trackers(cfg.report_to if ranks.is_main() else "none", run, dataclasses.asdict(cfg), done)
     previous = signal.signal(signal.SIGINT, on_sigint)
+    if cfg.eval_steps and done == 0:                  # the held-out curve starts at the untrained models
+        curve_point(cfg, agents, run, 0)
     try:
         for step in tqdm(range(done, cfg.max_steps), desc="ILR" if cfg.method == "ilr" else "GRPO",
                          initial=done, total=cfg.max_steps, unit="step"):
             metrics, transcripts = train_step(cfg, agents, train, difficulty, abilities, step)
+            if cfg.eval_steps and (step + 1) % cfg.eval_steps == 0:   # the held-out curve (no effect on training)
+                metrics |= curve_point(cfg, agents, run, step + 1)
             if ranks.is_main():                               # torchrun: every rank has the same metrics
                 append_jsonl(run / "metrics.jsonl", metrics)
                 tracked.log(metrics)                          # the same row to TensorBoard / W&B / trackio
@@ -1482,6 +1528,7 @@ def plot_run(run: Path) -> dict:
     from matplotlib.ticker import MaxNLocator
 
     rows = read_metrics(run)
+    curve = read_curve(run)
     steps = [r["step"] for r in rows]
     agents = sorted({k.split("/")[0] for r in rows for k in r if k.startswith("agent")})
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
@@ -1490,13 +1537,17 @@ def plot_run(run: Path) -> dict:
         axes[0, 0].plot(steps, [r[f"{a}/calibrated_reward"] for r in rows], ls="--", color=line.get_color(),
                         label=f"{a} calibrated (Eq. 5)")
         axes[0, 1].plot(steps, [r[f"{a}/accuracy"] for r in rows], marker="o", label=a)
+    for key in sorted({k for points in curve.values() for k in points}):   # --eval_steps: the held-out curve
+        at = [s for s in curve if key in curve[s]]
+        axes[0, 1].plot(at, [curve[s][key] / 100 for s in at], ls=":", marker="s", label=f"{key} held-out")
     coop = [float("nan") if r["ilr/cooperation_share"] is None else r["ilr/cooperation_share"] for r in rows]
     axes[1, 0].plot(steps, coop, marker="o", color="tab:green")  # nan (not drawn) for --method grpo
     axes[1, 1].plot(steps, [r["kl"] for r in rows], marker="o", color="tab:red")
     config = Path(run) / "config.json"
     beta = json.loads(config.read_text()).get("beta") if config.is_file() else None
     kl_title = "KL to reference" + (" (beta = 0: none loaded)" if beta == 0 else "")
-    titles = ["mean reward per agent", "accuracy of trained answers", "cooperation share (IRT)", kl_title]
+    titles = ["mean reward per agent", "accuracy of trained answers" + (" (dotted: held-out, alone)" if curve else ""),
+              "cooperation share (IRT)", kl_title]
     for ax, title in zip(axes.flat, titles):
         ax.set_title(title)
         ax.grid(alpha=0.3)

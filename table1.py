@@ -436,14 +436,57 @@ def figure3(out: Path, seeds: list[int], ablation_seeds: list[int]) -> Path | No
     return path
 
 
+def curve(out: Path, rows: list[str], seeds: list[int], agent: int = 1) -> tuple[str, Path | None]:
+    """The held-out curves of the runs trained with --eval_steps (issue 22, item 5): agent `agent`'s accuracy
+    (%, the fixed --eval_curve_limit subset) at each evaluated step, mean ± SE over seeds, per row; a table and
+    OUT/curve.png. ("", None) if no run has one."""
+    import ilr
+
+    curves = {}
+    for row in rows:
+        runs = {s: ilr.read_curve(r) for s, r in finished(out, row, seeds).items()}
+        runs = {s: c for s, c in runs.items() if c}
+        if runs:
+            steps = sorted(set.intersection(*(set(c) for c in runs.values())))
+            key = next(k for k in runs[min(runs)][steps[0]] if k.startswith(f"agent{agent}/"))
+            curves[row] = (list(runs), steps, [[c[st][key] for c in runs.values()] for st in steps])
+    if not curves:
+        return "", None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    lines = []
+    for row, (row_seeds, steps, values) in curves.items():
+        means = [mean_se(v) for v in values]
+        ax.errorbar(steps, [m for m, _ in means], yerr=[0.0 if math.isnan(e) else e for _, e in means], capsize=3,
+                    marker="o", label=f"{row} ({len(row_seeds)} seeds)")
+        lines.append(f"| {row} | {','.join(map(str, row_seeds))} | " + " | ".join(
+            f"step {st}: {cell(v)}" for st, v in zip(steps, values)) + " |")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"agent {agent} alone, held-out accuracy (%)")
+    ax.set_title("Held-out accuracy during training (--eval_steps)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "curve.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return "\n".join([f"| row (agent {agent}, held-out subset) | seeds | accuracy (%) at each evaluated step |",
+                      "|---|---|---|", *lines]), path
+
+
 def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]) -> str:
     """The tables (markdown) of the finished runs, written to OUT/table1.md, OUT/compare.png (the reward curves
-    of the first seed) and OUT/figure3.png (where the cooperation-ratio rows have run)."""
+    of the first seed), OUT/figure3.png (where the cooperation-ratio rows have run) and OUT/curve.png (where
+    runs were trained with --eval_steps)."""
     import ilr
 
     parts = [main_table(out, rows, seeds, ablation_seeds),
              strong_peer_table(out, ablation_seeds) if any(r.endswith("strong-peer") for r in rows) else "",
-             interaction_table(out, [r for r in rows if r.startswith("ilr")], sorted({*seeds, *ablation_seeds}))]
+             interaction_table(out, [r for r in rows if r.startswith("ilr")], sorted({*seeds, *ablation_seeds})),
+             curve(out, rows, sorted({*seeds, *ablation_seeds}))[0]]
     table = "\n\n".join(p for p in parts if p)
     (out / "table1.md").write_text(table + "\n")
     firsts = [run_dir(out, row, (seeds if row in MAIN_ROWS else ablation_seeds)[0]) for row in rows]

@@ -69,6 +69,8 @@ BAD_SETTINGS = [
     (["--eval_benchmarks", ""], "--eval_benchmarks: unknown benchmark ''"),
     (["--eval_benchmarks", "gsm8k,nope"], "--eval_benchmarks: unknown benchmark 'nope'"),
     (["--eval_limit", "-1"], "--eval_limit must be >= 0"),
+    (["--eval_steps", "-2"], "--eval_steps must be >= 0 (0 = only after training)"),
+    (["--eval_curve_limit", "0"], "--eval_curve_limit must be >= 1"),
     (["--eval_max_new_tokens", "0"], "--eval_max_new_tokens must be >= 1"),
     (["--output_dir", " "], "--output_dir must not be empty"),
     (["--save_steps", "0"], "--save_steps must be >= 1"),
@@ -272,6 +274,34 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
         b = weights(tmp_path / "split" / "checkpoint" / f"agent{i}.pt")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert not all(torch.equal(a[k], initial[k]) for k in a)                          # the weights moved
+
+
+def test_eval_steps_draws_the_held_out_curve_and_leaves_the_training_as_it_was(tmp_path, monkeypatch):
+    """--eval_steps 2: each agent alone on the first --eval_curve_limit questions before training and after steps
+    2 and 4 (eval/<benchmark>/agent<i> in those rows of metrics.jsonl, read_curve, the plot); the training's
+    metrics and weights are those of the same run without it, bit for bit."""
+    monkeypatch.setattr(ilr, "group_rewards", mixed_rewards)
+    args = SMALL + ["--no-shared_prefix", "--max_steps", "4", "--save_steps", "4"]
+    run(tmp_path, *args, name="plain")
+    run(tmp_path, *args, "--eval_steps", "2", "--eval_curve_limit", "3", name="curve")
+    plain, curve = metric_rows(tmp_path / "plain"), metric_rows(tmp_path / "curve")
+    assert [sorted(k for k in r if k.startswith("eval/")) for r in curve] == [
+        [], ["eval/synthetic/agent0", "eval/synthetic/agent1"], [], ["eval/synthetic/agent0", "eval/synthetic/agent1"]]
+    assert without_times(plain) == [{k: v for k, v in r.items() if not k.startswith("eval/")}
+                                    for r in without_times(curve)]
+    for i in (0, 1):
+        a = weights(tmp_path / "plain" / "checkpoint" / f"agent{i}.pt")
+        b = weights(tmp_path / "curve" / "checkpoint" / f"agent{i}.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    points = ilr.read_curve(tmp_path / "curve")
+    assert list(points) == [0, 2, 4] and points[4] == {"agent0/synthetic": curve[3]["eval/synthetic/agent0"],
+                                                       "agent1/synthetic": curve[3]["eval/synthetic/agent1"]}
+    import evaluate
+    assert len(evaluate.read_results(tmp_path / "curve" / "eval" / "curve-step2-agent1-synthetic.jsonl")) == 3
+    assert not list((tmp_path / "curve" / "eval").glob("curve-step0-agent1-*"))  # identical untrained twins: once
+    assert points[0]["agent1/synthetic"] == points[0]["agent0/synthetic"]
+    assert ilr.read_curve(tmp_path / "plain") == {}
+    ilr.plot_run(tmp_path / "curve")                                     # draws the held-out points too
 
 
 def crash_at(monkeypatch, step_index):

@@ -215,10 +215,14 @@ def test_the_strong_peer_rows_on_the_tiny_model(tmp_path):
     table = table1.main(["--rows", "grpo-strong-peer,ilr-strong-peer", "--seeds", "0", "--ablation_seeds", "0",
                          "--parallel", "2", "--out", str(out), "--preset", "tiny", "--prune", "--",
                          "--train_data", "ladder", "--val_data", "ladder", "--train_levels", "1,2",
-                         "--difficulty", "level", "--eval_benchmarks", "ladder", "--max_steps", "1"])
+                         "--difficulty", "level", "--eval_benchmarks", "ladder", "--max_steps", "1",
+                         "--eval_steps", "1", "--eval_curve_limit", "2"])
     config = json.loads((out / "ilr-strong-peer-s0" / "config.json").read_text())
     assert config["models"] == f"{table1.strong_model(out)},tiny" and config["method"] == "ilr"
     assert (table1.strong_model(out) / "config.json").is_file()            # kept: the peer of later runs
     assert not (out / "ilr-strong-peer-s0" / "final").exists()              # pruned
     assert "| ilr-strong-peer: ILR | 0 |" in table and "| before training | - |" in table
     assert "| ilr-strong-peer | 0 |" in table                              # its transcripts' statistics
+    curve_rows = [line for line in table.splitlines() if "step 0: " in line]   # the held-out curve (--eval_steps)
+    assert [line.split(" | ")[0] for line in curve_rows] == ["| grpo-strong-peer", "| ilr-strong-peer"]
+    assert all(" | step 1: " in line for line in curve_rows) and (out / "curve.png").is_file()
