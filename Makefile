@@ -45,10 +45,10 @@ ladder-probe: install
 	$(PYTHON) evaluate.py --benchmarks ladder --limit 80 --max-new-tokens 32 --samples 8 \
 		--temperature 0.7 --out results/ladder-t0.7
 
-# Table 1 at CPU scale (table1.py): base/GRPO/ILR on 3 seeds and five ablations on one, demo settings (53 min on
-# 2 cores); runs/table1/table1.md and compare.png.
+# Table 1 at CPU scale (table1.py): base/GRPO/ILR on 3 seeds, the ablations and the strong-peer pair on one, demo
+# settings; runs/table1/table1.md, compare.png, figure3.png. --prune: each finished run's weights are deleted.
 table1: install
-	$(PYTHON) table1.py --seeds 0,1,2
+	$(PYTHON) table1.py --seeds 0,1,2 --prune
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,20 +7,33 @@ the same comparison where a 2-core CPU can: two SmolLM2-135M agents on the ladde
 one preset (default `demo`, the settings of `make demo`), the same held-out questions for all, and several
 seeds for the main rows.
 
-    python table1.py                             # seeds 0,1,2 for base/GRPO/ILR, seed 0 for each ablation
+    python table1.py                             # seeds 0,1,2 for base/GRPO/ILR, seed 0 for each other row
     python table1.py --seeds 0 --parallel 1      # one seed: a quick look
-    python table1.py --report                    # only the table and plot of the runs already finished
+    python table1.py --report                    # only the tables and plots of the runs already finished
     python table1.py --rows grpo,ilr -- --max_steps 40     # some rows; options after -- go to every ilr.py run
+    python table1.py --seeds 0,1,2,3,4 --ablation_seeds 0,1,2 --prune    # issue 22's protocol (docs/RESULTS.md)
 
 Each run is `python ilr.py --preset demo --seed S ...` in OUT/<row>-s<S>; a finished run (results.json) is
 reused, an unfinished one is resumed, so the script can be stopped and restarted. Runs go `--parallel` at a
-time, each on `--threads` cores. It writes OUT/table1.md (the table) and OUT/compare.png (the reward curves of
-seed 0, `ilr.py plot`).
+time, each on `--threads` cores; `--prune` deletes a finished run's weights (4.2 GB with whole models).
 
-What a cell means: the held-out accuracy (pass@1, greedy, each agent alone, data.load_benchmark("ladder")
-test split: no question of it is trained on) averaged over the run's agents, then mean ± standard error over
-the seeds (standard error = sample standard deviation / sqrt(seeds); "±  -" for one seed). The base row is the
-untrained model, which is the same for every seed (greedy decoding, the same questions).
+Rows (ROWS): grpo, ilr, the ablations (no calibration; p = 1, 0, 0.5 fixed cooperation ratios, Figure 3;
+self-ranked difficulty) and the strong-peer pair: agent 0 a stronger ladder model that the script trains first
+with GRPO (OUT/strong-s1000, 36 steps, kept), agent 1 the untrained base, trained together (ilr-strong-peer) or
+each alone (grpo-strong-peer). Seeds pair the rows: the same seed draws the same training questions at each step
+and every run is evaluated on the same held-out questions.
+
+What it writes: OUT/table1.md with (1) Table 1: per row the held-out accuracy (pass@1, greedy, each agent alone,
+data.load_benchmark("ladder") test split: no question of it is trained on) averaged over the run's agents,
+then mean ± standard error over the seeds (standard error = sample standard deviation / sqrt(seeds); "±  -" for
+one seed), the paired difference to ilr (mean ± SE of the per-seed differences), the cooperation share, the
+share of groups where Eq. 5's clip binds and the training reward's rise; (2) the strong-peer table (each agent
+of the pair, paired by seed); (3) per ilr row, from the transcripts: the cooperation share per level and how
+often agent 1's Fusion answers are right where its shared Sharing answer was wrong, against its other Sharing
+answers there; (4) with --eval_steps, the held-out curves. Plots: OUT/compare.png (the reward curves of each
+row's first seed, `ilr.py plot`), OUT/figure3.png (accuracy against the cooperation share: p = 0, 0.5, 1 and
+the dynamic rule), OUT/curve.png (--eval_steps). The base row is the untrained model, which is the same for every
+seed (greedy decoding, the same questions).
 """
 from __future__ import annotations
 
