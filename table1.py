@@ -411,6 +411,21 @@ def interaction_table(out: Path, rows: list[str], seeds: list[int]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Label, grid, legend and save one matplotlib figure (then close it)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def figure3(out: Path, seeds: list[int], ablation_seeds: list[int]) -> Path | None:
     """Figure 3 at CPU scale: held-out accuracy (mean ± SE over seeds) against the measured cooperation share,
     for p = 0, 0.5, 1 (the fixed-ratio rows) and the dynamic rule (ilr); GRPO as a band. OUT/figure3.png."""
@@ -437,16 +452,9 @@ def figure3(out: Path, seeds: list[int], ablation_seeds: list[int]) -> Path | No
         label = (f"p = {FIGURE3[row]:g}" if row in FIGURE3 else "dynamic (IRT)") + f", {n} seeds"
         ax.errorbar([coop], [mean], yerr=[0.0 if math.isnan(se) else se], fmt="s" if row == "ilr" else "o",
                     capsize=4, label=label)
-    ax.set_xlabel("cooperation share of the trained questions")
-    ax.set_ylabel("held-out ladder accuracy (%), each agent alone")
-    ax.set_title("Figure 3 at CPU scale: cooperation ratio")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "figure3.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_plot(fig, ax, "cooperation share of the trained questions",
+                     "held-out ladder accuracy (%), each agent alone", "Figure 3 at CPU scale: cooperation ratio",
+                     out / "figure3.png")
 
 
 def curve(out: Path, rows: list[str], seeds: list[int], agent: int = 1) -> tuple[str, Path | None]:
@@ -477,15 +485,8 @@ def curve(out: Path, rows: list[str], seeds: list[int], agent: int = 1) -> tuple
                     marker="o", label=f"{row} ({len(row_seeds)} seeds)")
         lines.append(f"| {row} | {','.join(map(str, row_seeds))} | " + " | ".join(
             f"step {st}: {cell(v)}" for st, v in zip(steps, values)) + " |")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"agent {agent} alone, held-out accuracy (%)")
-    ax.set_title("Held-out accuracy during training (--eval_steps)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "curve.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    path = save_plot(fig, ax, "training step", f"agent {agent} alone, held-out accuracy (%)",
+                     "Held-out accuracy during training (--eval_steps)", out / "curve.png")
     return "\n".join([f"| row (agent {agent}, held-out subset) | seeds | accuracy (%) at each evaluated step |",
                       "|---|---|---|", *lines]), path
 
