@@ -411,6 +411,28 @@ def interaction_table(out: Path, rows: list[str], seeds: list[int]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def runs_table(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]) -> str:
+    """One line per finished run: each agent alone (%, all levels), the median step time, the mean share of groups
+    with all rewards equal (no signal), the mean cooperation share."""
+    import statistics
+
+    import ilr
+
+    lines = ["| run | agent 0 | agent 1 | median step (s) | groups with all rewards equal | cooperation share |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        for seed, run in finished(out, row, seeds if row in MAIN_ROWS else ablation_seeds).items():
+            metrics = ilr.read_metrics(run)
+            agents = sorted((run / "eval").glob(f"{final_tag(run)}-agent*-ladder.jsonl"))
+            accs = [f"{agent_accuracy(run, i):.1f}" for i in range(len(agents))] + ["-"] * (2 - len(agents))
+            seconds = [m["step_seconds"] for m in metrics if "step_seconds" in m]
+            lines.append(f"| {row} s{seed} | {accs[0]} | {accs[1]} | "
+                         f"{f'{statistics.median(seconds):.0f}' if seconds else '-'} | "
+                         f"{average([metric_mean(run, 'frac_reward_zero_std')], '.2f')} | "
+                         f"{average([metric_mean(run, 'ilr/cooperation_share')], '.2f')} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     """Label, grid, legend and save one matplotlib figure (then close it)."""
     import matplotlib.pyplot as plt
@@ -500,7 +522,8 @@ def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[in
     parts = [main_table(out, rows, seeds, ablation_seeds),
              strong_peer_table(out, ablation_seeds) if any(r.endswith("strong-peer") for r in rows) else "",
              interaction_table(out, [r for r in rows if r.startswith("ilr")], sorted({*seeds, *ablation_seeds})),
-             curve(out, rows, sorted({*seeds, *ablation_seeds}))[0]]
+             curve(out, rows, sorted({*seeds, *ablation_seeds}))[0],
+             runs_table(out, rows, seeds, ablation_seeds)]
     table = "\n\n".join(p for p in parts if p)
     (out / "table1.md").write_text(table + "\n")
     firsts = [run_dir(out, row, (seeds if row in MAIN_ROWS else ablation_seeds)[0]) for row in rows]

@@ -53,6 +53,7 @@ def test_report_cells_are_mean_and_standard_error_over_seeds_of_the_agent_mean(t
     fake_run(tmp_path, "ilr", 1, [{1: (1, 4)}, {1: (3, 4)}], [0.2, 0.2, 0.2, 0.2, 0.2, 0.2])
     fake_run(tmp_path, "grpo", 0, [{1: (0, 4)}], [0.3, 0.3, 0.3, 0.3, 0.3, 0.6])
     table = table1.report(tmp_path, ["grpo", "ilr"], [0, 1], [0]).splitlines()
+    assert "| ilr s0 | 50.0 | 100.0 | - | - | - |" in table and "| grpo s0 | 0.0 | - | - | - | - |" in table
     assert table[2].startswith("| base (untrained) | - | 25.0 |")
     grpo, ilr = table[3].split(" | "), table[4].split(" | ")
     assert grpo[:3] == ["| grpo", "0", "0.0 ± -"]                          # one seed: no error bar
