@@ -394,8 +394,8 @@ def interaction_table(out: Path, rows: list[str], seeds: list[int]) -> str:
     """Per ilr row: the cooperation share per level and how the weak agent's (agent 1) Fusion repairs a wrong
     Sharing answer against resampling (interaction_stats), mean ± SE over seeds."""
     lines = ["| row (agent 1) | seeds | cooperation share, level 1 / 2 / 3 / 4 (%) | questions with Sharing answer 1 "
-             "wrong | Fusion answers right there (%) | other Sharing answers right there (%) |",
-             "|---|---|---|---|---|---|"]
+             "wrong | Fusion answers right there (%) | other Sharing answers right there (%) | Fusion minus other "
+             "Sharing (paired, points) |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         runs = finished(out, row, seeds)
         runs = {s: r for s, r in runs.items() if list((r / "transcripts").glob("step*.txt"))
@@ -407,7 +407,8 @@ def interaction_table(out: Path, rows: list[str], seeds: list[int]) -> str:
         coop = " / ".join(cell([st["cooperation_by_level"].get(lvl, float("nan")) for st in stats]) for lvl in levels)
         lines.append(f"| {row} | {','.join(map(str, runs))} | {coop} | "
                      f"{cell([st['sharing_wrong_questions'] for st in stats])} | "
-                     f"{cell([st['fusion_fixes'] for st in stats])} | {cell([st['resample_fixes'] for st in stats])} |")
+                     f"{cell([st['fusion_fixes'] for st in stats])} | {cell([st['resample_fixes'] for st in stats])} | "
+                     f"{cell([st['fusion_fixes'] - st['resample_fixes'] for st in stats])} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 

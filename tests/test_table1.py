@@ -186,6 +186,11 @@ def test_interaction_stats_counts_cooperation_per_level_and_fusion_repairs_again
     assert stats["sharing_wrong_questions"] == 2
     assert stats["fusion_fixes"] == pytest.approx(100 * 2 / 6) and stats["resample_fixes"] == 25.0
     assert table1.interaction_stats(run, agent=0)["sharing_wrong_questions"] == 1     # question B only
+    (run / "results.json").write_text("{}")                               # finished: interaction_table reads it
+    config = json.loads((run / "config.json").read_text()) | {"method": "ilr"}
+    (run / "config.json").write_text(json.dumps(config))
+    assert table1.interaction_table(tmp_path, ["ilr"], [0]).splitlines()[2] == (
+        "| ilr | 0 | 50.0 ± - / 50.0 ± - | 2.0 ± - | 33.3 ± - | 25.0 ± - | 8.3 ± - |")
 
 
 def test_strong_peer_table_pairs_the_weak_agent_by_seed(tmp_path):
