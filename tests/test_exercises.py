@@ -536,3 +536,14 @@ def test_every_exercise_has_goal_place_run_time_look_and_question():
         for part in ("**Goal.**", "**The one place.**", "**Run.**", "**Time.**", "**Look at.**", "**Question"):
             assert part in section, f"exercise {title!r} has no {part}"
     assert not re.search(r"\bEX\d+_[A-Z]+\b", EXERCISES_MD.read_text()), "a placeholder is left in EXERCISES.md"
+
+
+def test_ex10_the_strong_peer_rows_pair_a_model_the_script_trains_first_with_the_base(tmp_path):
+    import table1
+    todo = table1.plan(tmp_path / "ex10", ["grpo-strong-peer", "ilr-strong-peer"], [0], [0], "demo")
+    assert [run.name for run, _ in todo] == ["strong-s1000", "grpo-strong-peer-s0", "ilr-strong-peer-s0"]
+    strong = str(table1.strong_model(tmp_path / "ex10"))
+    assert [cmd[cmd.index("--models") + 1] for _, cmd in todo[1:]] == [f"{strong},smollm2-135m"] * 2
+    assert "--method" in todo[1][1] and "--method" not in todo[2][1]         # grpo: each alone; ilr: together
+    assert table1.STRONG_OPTIONS[table1.STRONG_OPTIONS.index("--max_steps") + 1] == "36"
+    assert callable(table1.interaction_stats)
