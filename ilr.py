@@ -1234,10 +1234,11 @@ def read_curve(run: Path) -> dict[int, dict]:
         curve.setdefault(int(step), {})[f"{agent}/{bench}"] = evaluate.summarize(results, samples=1)["pass@1"]
     if 0 in curve:                                    # untrained twins were evaluated once (evaluate_alone)
         names = model_names(Config(**json.loads(Path(run, "config.json").read_text())))
-        for key in list(curve[0]):
-            for i, name in enumerate(names):
-                if f"agent{names.index(name)}/{key.split('/')[1]}" == key:
-                    curve[0].setdefault(f"agent{i}/{key.split('/')[1]}", curve[0][key])
+        for i, name in enumerate(names):              # agent i reads its twin's (the first with its model)
+            for key, value in list(curve[0].items()):
+                agent, bench = key.split("/")
+                if agent == f"agent{names.index(name)}":
+                    curve[0].setdefault(f"agent{i}/{bench}", value)
     return {step: dict(sorted(points.items())) for step, points in sorted(curve.items())}
 
 
