@@ -1412,8 +1412,12 @@ def run_training(argv: list[str]) -> dict:
 
 def train_and_evaluate(cfg: Config, run: Path, resuming: bool) -> dict:
     checkpoint = ranks.on_main(lambda: find_checkpoint(run))   # repairs what a crashed save left: one process
-    if not resuming and checkpoint is not None:
+    finished = (run / "results.json").is_file()             # e.g. a run whose weights table1.py --prune deleted
+    if not resuming and (checkpoint is not None or finished):
         raise ConfigError(f"{run} holds a run already; continue it with --resume {run} or choose another --output_dir")
+    if resuming and checkpoint is None and finished:
+        raise ConfigError(f"--resume {run}: the run finished (results.json) and its checkpoint is gone (deleted, "
+                          f"e.g. by table1.py --prune): nothing to continue; choose another --output_dir")
     if checkpoint is not None:
         check_checkpoint(run, checkpoint, cfg)
     done = checkpoint_step(checkpoint) if checkpoint else 0

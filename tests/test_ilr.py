@@ -409,6 +409,16 @@ def test_a_run_leaves_config_metrics_transcripts_plot_and_results(tmp_path, caps
     with pytest.raises(SystemExit):                              # never overwrite a run by accident
         run(tmp_path, "--max_steps", "2")
     assert "holds a run already" in capsys.readouterr().err
+    import shutil
+    shutil.rmtree(d / "checkpoint")                              # finished, its weights pruned (table1.py --prune)
+    metrics = (d / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--max_steps", "2")
+    assert "holds a run already" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ilr.main(["--resume", str(d)])
+    assert "the run finished (results.json) and its checkpoint is gone" in capsys.readouterr().err
+    assert (d / "metrics.jsonl").read_text() == metrics                 # nothing lost
 
 
 def test_plot_of_several_runs_draws_one_comparison_and_names_a_missing_run(tmp_path):
