@@ -73,6 +73,20 @@ ILR = str(Path(__file__).with_name("ilr.py"))
 LEVELS = (1, 2, 3, 4, 5)
 
 
+def needs_strong(row: str) -> bool:
+    """Whether a row pairs the strong peer (its options name {strong}).
+
+    >>> needs_strong("ilr-strong-peer"), needs_strong("ilr"), needs_strong("strong")
+    (True, False, False)
+    """
+    return "{strong}" in " ".join(ROWS.get(row, []))
+
+
+def row_seeds(row: str, seeds: list[int], ablation_seeds: list[int]) -> list[int]:
+    """The seeds of a row: every seed for the main rows (grpo, ilr), the ablation seeds for the others."""
+    return seeds if row in MAIN_ROWS else ablation_seeds
+
+
 def strong_model(out: Path) -> Path:
     """The strong peer's weights: the final model of the strong run."""
     return run_dir(out, STRONG_ROW, STRONG_SEED) / "final" / "agent0"
@@ -106,7 +120,7 @@ def command(out: Path, row: str, seed: int, preset: str, base: bool, extra: list
     if (run / "config.json").is_file():
         return [sys.executable, ILR, "--resume", str(run)]
     base_name = base_model(preset, extra)
-    if "{strong}" in " ".join(ROWS.get(row, [])) and "--models" in extra:   # the row names the pair itself
+    if needs_strong(row) and "--models" in extra:   # the row names the pair itself
         at = extra.index("--models")
         extra = extra[:at] + extra[at + 2:]
     options = STRONG_OPTIONS if row == STRONG_ROW else [
@@ -120,14 +134,14 @@ def plan(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]
     """(run directory, command) of every run still to do; the base row is evaluated once, by the first run.
     A strong-peer row first needs the strong run: it goes first (run_all starts those rows once it is done)."""
     todo = []
-    if any("{strong}" in " ".join(ROWS[row]) for row in rows) and not (
+    if any(map(needs_strong, rows)) and not (
             run_dir(out, STRONG_ROW, STRONG_SEED) / "results.json").is_file():
         todo.append((run_dir(out, STRONG_ROW, STRONG_SEED),
                      command(out, STRONG_ROW, STRONG_SEED, preset, True, list(extra))))
     for row in rows:
-        for seed in (seeds if row in MAIN_ROWS else ablation_seeds):
+        for seed in row_seeds(row, seeds, ablation_seeds):
             if not (run_dir(out, row, seed) / "results.json").is_file():
-                base = (row, seed) == (rows[0], seeds[0] if rows[0] in MAIN_ROWS else ablation_seeds[0])
+                base = (row, seed) == (rows[0], row_seeds(rows[0], seeds, ablation_seeds)[0])
                 todo.append((run_dir(out, row, seed), command(out, row, seed, preset, base, list(extra))))
     return todo
 
@@ -345,9 +359,9 @@ def main_table(out: Path, rows: list[str], seeds: list[int], ablation_seeds: lis
                      + " | - | - | - | - |")
     ilr_all = {s: run_accuracy(r, final_tag(r))["all"] for s, r in finished(out, "ilr", seeds).items()}
     for row in rows:
-        if "{strong}" in " ".join(ROWS[row]):
+        if needs_strong(row):
             continue                                  # the strong-peer rows have their own table
-        runs = finished(out, row, seeds if row in MAIN_ROWS else ablation_seeds)
+        runs = finished(out, row, row_seeds(row, seeds, ablation_seeds))
         if not runs:
             continue
         accs = {s: run_accuracy(r, final_tag(r)) for s, r in runs.items()}
@@ -422,7 +436,7 @@ def runs_table(out: Path, rows: list[str], seeds: list[int], ablation_seeds: lis
     lines = ["| run | agent 0 | agent 1 | median step (s) | groups with all rewards equal | cooperation share |",
              "|---|---|---|---|---|---|"]
     for row in rows:
-        for seed, run in finished(out, row, seeds if row in MAIN_ROWS else ablation_seeds).items():
+        for seed, run in finished(out, row, row_seeds(row, seeds, ablation_seeds)).items():
             metrics = ilr.read_metrics(run)
             agents = sorted((run / "eval").glob(f"{final_tag(run)}-agent*-ladder.jsonl"))
             accs = [f"{agent_accuracy(run, i):.1f}" for i in range(len(agents))] + ["-"] * (2 - len(agents))
@@ -527,7 +541,7 @@ def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[in
              runs_table(out, rows, seeds, ablation_seeds)]
     table = "\n\n".join(p for p in parts if p)
     (out / "table1.md").write_text(table + "\n")
-    firsts = [run_dir(out, row, (seeds if row in MAIN_ROWS else ablation_seeds)[0]) for row in rows]
+    firsts = [run_dir(out, row, row_seeds(row, seeds, ablation_seeds)[0]) for row in rows]
     firsts = [r for r in firsts if (r / "results.json").is_file()]
     if firsts:
         ilr.compare_runs(firsts, out / "compare.png")
