@@ -1007,8 +1007,14 @@ def pid_alive(pid: int) -> bool:
 
 
 def unlock_run(lock: Path) -> None:
-    if lock.is_file() and lock.read_text().strip() == str(os.getpid()):
-        lock.unlink()
+    """Release RUN/lock if this process holds it. Under torchrun every rank gets rank 0's lock path and rank 0
+    may delete the lock at any moment: a lock gone between looking and reading is not ours, not an error."""
+    try:
+        ours = lock.read_text().strip() == str(os.getpid())
+    except FileNotFoundError:
+        return
+    if ours:
+        lock.unlink(missing_ok=True)
 
 
 def extracted_answer(text: str, record: dict) -> str:

@@ -193,6 +193,28 @@ def test_a_second_process_in_the_locks_start_up_window_is_refused(tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["lock"]      # the file written aside is gone
 
 
+def test_a_lock_that_vanishes_while_another_rank_reads_it_is_left_alone(tmp_path, monkeypatch):
+    """torchrun: rank 1 holds rank 0's lock path; rank 0 deletes the lock just as rank 1 looks at it (read_text
+    here deletes the file first). Rank 1 returns quietly; it used to end the finished run with 'lock: No such
+    file or directory' (exit 2), now and then in tests/test_ranks.py. Our own lock is released."""
+    lock = tmp_path / "lock"
+    lock.write_text(str(os.getpid() + 1))                        # rank 0's pid, not ours
+    real_read = Path.read_text
+
+    def read_after_rank0_unlinked(self, *a, **kw):
+        self.unlink(missing_ok=True)
+        return real_read(self, *a, **kw)
+    monkeypatch.setattr(Path, "read_text", read_after_rank0_unlinked)
+    ilr.unlock_run(lock)                                         # no FileNotFoundError
+    monkeypatch.undo()
+    lock.write_text(str(os.getpid() + 1))
+    ilr.unlock_run(lock)
+    assert lock.read_text() == str(os.getpid() + 1)              # another process's lock is kept
+    lock.write_text(str(os.getpid()))
+    ilr.unlock_run(lock)
+    assert not lock.exists()                                     # ours is released
+
+
 # ---- 4) disk full, read-only, a file where the folder should be, Ctrl-C outside the loop ----
 
 @pytest.mark.parametrize("fault", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
