@@ -1239,7 +1239,7 @@ def read_curve(run: Path) -> dict[int, dict]:
         results = evaluate.read_results(path)
         curve.setdefault(int(step), {})[f"{agent}/{bench}"] = evaluate.summarize(results, samples=1)["pass@1"]
     if 0 in curve:                                    # untrained twins were evaluated once (evaluate_alone)
-        names = model_names(Config(**json.loads(Path(run, "config.json").read_text())))
+        names = model_names(load_run_config(run))
         for i, name in enumerate(names):              # agent i reads its twin's (the first with its model)
             for key, value in list(curve[0].items()):
                 agent, bench = key.split("/")
@@ -1301,6 +1301,29 @@ def help_epilog() -> str:
                                              "(python ilr.py plot --help)"))
 
 
+def saved_settings(run: Path, why: str = "") -> dict:
+    """RUN/config.json, the settings a run was started with, checked: one line (prefixed by `why`, e.g.
+    "--resume ") if it is missing, not a JSON object, or written by another version with other settings."""
+    if not (run / "config.json").is_file():
+        raise ConfigError(f"{why}{run}: no config.json there (not a run directory)")
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except ValueError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{why}{run}: config.json is not a JSON object of settings")
+    unknown = set(saved) - {f.name for f in fields(Config)}
+    if unknown:
+        raise ConfigError(f"{why}{run}: config.json has settings this ilr.py does not know "
+                          f"({', '.join(sorted(unknown))}); it was written by another version")
+    return saved
+
+
+def load_run_config(run: Path) -> Config:
+    """The Config of a run directory (a finished or running one), as saved_settings checks it."""
+    return Config(**saved_settings(Path(run)))
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
     argv = sys.argv[1:] if argv is None else list(argv)
     # `--preset NAME --help` shows the preset's values as the defaults: read --preset before building the help
@@ -1338,18 +1361,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None]:
     if not args.resume:
         return Config(**(PRESETS.get(args.preset, {}) | given)), None
     run = Path(args.resume)
-    if not (run / "config.json").is_file():
-        raise ConfigError(f"--resume {run}: no config.json there (not a run directory)")
-    if args.preset:
+    if args.preset and (run / "config.json").is_file():
         raise ConfigError(f"--preset with --resume: the run continues with its own saved config ({run}/config.json)")
-    try:
-        saved = json.loads((run / "config.json").read_text())
-        unknown = set(saved) - {f.name for f in fields(Config)}
-    except (ValueError, TypeError):
-        raise ConfigError(f"--resume {run}: config.json is not a JSON object of settings") from None
-    if unknown:
-        raise ConfigError(f"--resume {run}: config.json has settings this ilr.py does not know "
-                          f"({', '.join(sorted(unknown))}); it was written by another version")
+    saved = saved_settings(run, "--resume ")
     if "output_dir" in given and Path(given.pop("output_dir")).resolve() != run.resolve():
         raise ConfigError(f"--output_dir with --resume {run}: the run continues in its own directory; leave "
                           f"--output_dir out")

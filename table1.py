@@ -309,7 +309,7 @@ def interaction_stats(run: Path, agent: int) -> dict:
     ("resample_fixes"). Levels come from the run's own training questions (ilr.load_training_data)."""
     import ilr
 
-    cfg = ilr.Config(**json.loads((run / "config.json").read_text()))
+    cfg = ilr.load_run_config(run)
     level_of = {r["question"].strip(): r["meta"].get("level") for r in ilr.load_training_data(cfg)[0]}
     modes: dict[int, list[int]] = {}
     fusion, resample, wrong_first = [], [], 0

@@ -1,4 +1,5 @@
 """ilr.py: configuration errors before loading, the step's pieces, learning on an easy reward, exact resume."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -158,6 +159,22 @@ def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ilr.main(["--resume", str(tmp_path)])
     assert "no config.json there" in capsys.readouterr().err
+
+
+def test_a_runs_saved_config_is_read_back_or_refused_in_one_line(tmp_path):
+    """ilr.load_run_config (what --resume, read_curve and table1 read a run with): the Config it was saved from;
+    a config.json from another version or not a JSON object of settings is one line naming the folder."""
+    cfg = ilr.Config(max_steps=7, seed=3, models="a/b,c/d")
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    assert ilr.load_run_config(tmp_path) == cfg
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg) | {"warp_drive": 1}))
+    with pytest.raises(ilr.ConfigError, match=r"config.json has settings this ilr.py does not know \(warp_drive\)"):
+        ilr.load_run_config(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ilr.ConfigError, match="config.json is not a JSON object of settings"):
+        ilr.load_run_config(tmp_path)
+    with pytest.raises(ilr.ConfigError, match="no config.json there"):
+        ilr.load_run_config(tmp_path / "elsewhere")
 
 
 # ---- pieces ----
