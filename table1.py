@@ -494,20 +494,24 @@ def figure3(out: Path, seeds: list[int], ablation_seeds: list[int]) -> Path | No
                      out / "figure3.png")
 
 
-def curve(out: Path, rows: list[str], seeds: list[int], agent: int = 1) -> tuple[str, Path | None]:
-    """The held-out curves of the runs trained with --eval_steps (issue 22, item 5): agent `agent`'s accuracy
-    (%, the fixed --eval_curve_limit subset) at each evaluated step, mean ± SE over seeds, per row; a table and
-    OUT/curve.png. ("", None) if no run has one."""
+def curve(out: Path, rows: list[str], seeds: list[int], agents: tuple[int, ...] = (1, 0)) -> tuple[str, Path | None]:
+    """The held-out curves of the runs trained with --eval_steps (issue 22, item 5): each agent's accuracy (%, the
+    fixed --eval_curve_limit subset) at each evaluated step, mean ± SE over seeds, per row and agent (agent 1, the
+    weak one in the strong-peer rows, drawn solid; agent 0 dashed); a table and OUT/curve.png. ("", None) if no
+    run has one."""
     import ilr
 
-    curves = {}
+    curves = {}                                       # (row, agent) -> (seeds, steps, [[value per seed] per step])
     for row in rows:
         runs = {s: ilr.read_curve(r) for s, r in finished(out, row, seeds).items()}
         runs = {s: c for s, c in runs.items() if c}
-        if runs:
-            steps = sorted(set.intersection(*(set(c) for c in runs.values())))
-            key = next(k for k in runs[min(runs)][steps[0]] if k.startswith(f"agent{agent}/"))
-            curves[row] = (list(runs), steps, [[c[st][key] for c in runs.values()] for st in steps])
+        if not runs:
+            continue
+        steps = sorted(set.intersection(*(set(c) for c in runs.values())))
+        for agent in agents:
+            key = next((k for k in runs[min(runs)][steps[0]] if k.startswith(f"agent{agent}/")), None)
+            if key is not None:
+                curves[row, agent] = (list(runs), steps, [[c[st][key] for c in runs.values()] for st in steps])
     if not curves:
         return "", None
     import matplotlib
@@ -515,17 +519,19 @@ def curve(out: Path, rows: list[str], seeds: list[int], agent: int = 1) -> tuple
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
+    color = {row: f"C{i}" for i, row in enumerate(dict.fromkeys(row for row, _ in curves))}
     lines = []
-    for row, (row_seeds, steps, values) in curves.items():
+    for (row, agent), (row_seeds, steps, values) in curves.items():
         means = [mean_se(v) for v in values]
         ax.errorbar(steps, [m for m, _ in means], yerr=[0.0 if math.isnan(e) else e for _, e in means], capsize=3,
-                    marker="o", label=f"{row} ({len(row_seeds)} seeds)")
-        lines.append(f"| {row} | {','.join(map(str, row_seeds))} | " + " | ".join(
+                    marker="o", color=color[row], ls="-" if agent == agents[0] else "--",
+                    label=f"{row}, agent {agent} ({len(row_seeds)} seeds)")
+        lines.append(f"| {row} | {agent} | {','.join(map(str, row_seeds))} | " + " | ".join(
             f"step {st}: {cell(v)}" for st, v in zip(steps, values)) + " |")
-    path = save_plot(fig, ax, "training step", f"agent {agent} alone, held-out accuracy (%)",
+    path = save_plot(fig, ax, "training step", "each agent alone, held-out accuracy (%)",
                      "Held-out accuracy during training (--eval_steps)", out / "curve.png")
-    return "\n".join([f"| row (agent {agent}, held-out subset) | seeds | accuracy (%) at each evaluated step |",
-                      "|---|---|---|", *lines]), path
+    return "\n".join(["| row (held-out subset) | agent | seeds | accuracy (%) at each evaluated step |",
+                      "|---|---|---|---|", *lines]), path
 
 
 def report(out: Path, rows: list[str], seeds: list[int], ablation_seeds: list[int]) -> str:

@@ -216,6 +216,24 @@ def test_figure3_plots_the_fixed_ratios_and_the_dynamic_rule(tmp_path):
     assert table1.figure3(tmp_path, [0], [0]) == tmp_path / "figure3.png" and (tmp_path / "figure3.png").stat().st_size
 
 
+def test_the_curve_gives_each_agent_its_own_points_mean_and_se_over_seeds(tmp_path, monkeypatch):
+    """Two seeds of a strong-peer row, the curve points given: agent 1 (the weak one) 20 and 30 % at step 0,
+    30 and 40 % at step 6; agent 0 50 / 70 and 60 / 60. By hand: mean 25, SE 10/2 = 5.0, and so on."""
+    import ilr
+    points = {0: {0: {"agent0/ladder": 50.0, "agent1/ladder": 20.0}, 6: {"agent0/ladder": 60.0, "agent1/ladder": 30.0}},
+              1: {0: {"agent0/ladder": 70.0, "agent1/ladder": 30.0}, 6: {"agent0/ladder": 60.0, "agent1/ladder": 40.0}}}
+    for seed in (0, 1):
+        table1.run_dir(tmp_path, "ilr-strong-peer", seed).mkdir(parents=True)
+        (table1.run_dir(tmp_path, "ilr-strong-peer", seed) / "results.json").write_text("{}")
+    monkeypatch.setattr(ilr, "read_curve", lambda run: points[int(run.name.rsplit("-s", 1)[1])])
+    table, path = table1.curve(tmp_path, ["ilr-strong-peer"], [0, 1])
+    assert table.splitlines()[2:] == [
+        "| ilr-strong-peer | 1 | 0,1 | step 0: 25.0 ± 5.0 | step 6: 35.0 ± 5.0 |",
+        "| ilr-strong-peer | 0 | 0,1 | step 0: 60.0 ± 10.0 | step 6: 60.0 ± 0.0 |"]
+    assert path == tmp_path / "curve.png" and path.stat().st_size > 0
+    assert table1.curve(tmp_path, ["grpo"], [0, 1]) == ("", None)          # no run with a curve: nothing
+
+
 def test_the_strong_peer_rows_on_the_tiny_model(tmp_path):
     out = tmp_path / "t1"
     table = table1.main(["--rows", "grpo-strong-peer,ilr-strong-peer", "--seeds", "0", "--ablation_seeds", "0",
@@ -230,5 +248,7 @@ def test_the_strong_peer_rows_on_the_tiny_model(tmp_path):
     assert "| ilr-strong-peer: ILR | 0 |" in table and "| before training | - |" in table
     assert "| ilr-strong-peer | 0 |" in table                              # its transcripts' statistics
     curve_rows = [line for line in table.splitlines() if "step 0: " in line]   # the held-out curve (--eval_steps)
-    assert [line.split(" | ")[0] for line in curve_rows] == ["| grpo-strong-peer", "| ilr-strong-peer"]
+    assert [line.split(" | ")[:2] for line in curve_rows] == [["| grpo-strong-peer", "1"], ["| grpo-strong-peer", "0"],
+                                                              ["| ilr-strong-peer", "1"], ["| ilr-strong-peer", "0"]]
     assert all(" | step 1: " in line for line in curve_rows) and (out / "curve.png").is_file()
+
