@@ -332,8 +332,12 @@ def finished(out: Path, row: str, seeds: list[int]) -> dict[int, Path]:
 
 
 def base_evaluated(out: Path) -> list[Path]:
-    """The runs that evaluated the untrained model (the first run of a table1.py call)."""
-    return [d for d in sorted(out.glob("*-s*")) if list((d / "eval").glob("base-agent*-ladder.jsonl"))]
+    """The runs that evaluated the untrained base model (the first run of a table1.py call). Not a strong-peer
+    pair's: its "base" evaluation averages the strong model with the base (a call of strong-peer rows only)."""
+    import ilr
+
+    return [d for d in sorted(out.glob("*-s*")) if list((d / "eval").glob("base-agent*-ladder.jsonl"))
+            and len(set(ilr.model_names(ilr.load_run_config(d)))) == 1]
 
 
 def base_accuracy(out: Path) -> float | None:

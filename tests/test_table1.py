@@ -216,6 +216,22 @@ def test_figure3_plots_the_fixed_ratios_and_the_dynamic_rule(tmp_path):
     assert table1.figure3(tmp_path, [0], [0]) == tmp_path / "figure3.png" and (tmp_path / "figure3.png").stat().st_size
 
 
+def test_the_base_row_is_the_base_model_not_a_strong_peer_pairs_average(tmp_path):
+    """A call of the strong-peer rows only: the first grpo-strong-peer run evaluated its untrained pair (the
+    strong model 80 %, the base 20 %: mean 50); the strong run evaluated the base alone (20 %). The base row and
+    the strong-peer table's "before training" must say 20.0 (they said 50.0, the pair's mean)."""
+    pair = fake_run(tmp_path, "grpo-strong-peer", 0, [{1: (5, 10)}, {1: (3, 10)}], [0.5], base={1: (8, 10)})
+    (pair / "eval" / "base-agent1-ladder.jsonl").write_text("\n".join(json.dumps(
+        {"id": f"1-{k}", "level": 1, "n": 1, "num_correct": int(k < 2), "reason": "x"}) for k in range(10)) + "\n")
+    (pair / "config.json").write_text(json.dumps({"max_steps": 4, "models": "runs/x/strong,smollm2-135m"}))
+    fake_run(tmp_path, table1.STRONG_ROW, table1.STRONG_SEED, [{1: (8, 10)}], [0.5], max_steps=36, base={1: (2, 10)})
+    (table1.run_dir(tmp_path, table1.STRONG_ROW, table1.STRONG_SEED) / "config.json").write_text(
+        json.dumps({"max_steps": 36, "num_agents": 1}))
+    assert table1.base_accuracy(tmp_path) == pytest.approx(20.0)
+    assert "| before training | - | 20.0 (untrained) | 80.0 (the strong run: 36 GRPO steps) |" in \
+        table1.strong_peer_table(tmp_path, [0])
+
+
 def test_the_curve_gives_each_agent_its_own_points_mean_and_se_over_seeds(tmp_path, monkeypatch):
     """Two seeds of a strong-peer row, the curve points given: agent 1 (the weak one) 20 and 30 % at step 0,
     30 and 40 % at step 6; agent 0 50 / 70 and 60 / 60. By hand: mean 25, SE 10/2 = 5.0, and so on."""
