@@ -498,6 +498,9 @@ def figure3(out: Path, seeds: list[int], ablation_seeds: list[int]) -> Path | No
                      out / "figure3.png")
 
 
+ROLE = {0: " (strong)", 1: " (weak)"}                # the agents of a strong-peer row, in the curve's legend
+
+
 def curve(out: Path, rows: list[str], seeds: list[int], agents: tuple[int, ...] = (1, 0)) -> tuple[str, Path | None]:
     """The held-out curves of the runs trained with --eval_steps (issue 22, item 5): each agent's accuracy (%, the
     fixed --eval_curve_limit subset) at each evaluated step, mean ± SE over seeds, per row and agent (agent 1, the
@@ -529,7 +532,8 @@ def curve(out: Path, rows: list[str], seeds: list[int], agents: tuple[int, ...] 
         means = [mean_se(v) for v in values]
         ax.errorbar(steps, [m for m, _ in means], yerr=[0.0 if math.isnan(e) else e for _, e in means], capsize=3,
                     marker="o", color=color[row], ls="-" if agent == agents[0] else "--",
-                    label=f"{row}, agent {agent} ({len(row_seeds)} seeds)")
+                    label=f"{row}, agent {agent}{ROLE.get(agent, '') if needs_strong(row) else ''} "
+                          f"({len(row_seeds)} seeds)")
         lines.append(f"| {row} | {agent} | {','.join(map(str, row_seeds))} | " + " | ".join(
             f"step {st}: {cell(v)}" for st, v in zip(steps, values)) + " |")
     path = save_plot(fig, ax, "training step", "each agent alone, held-out accuracy (%)",
