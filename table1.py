@@ -38,7 +38,6 @@ seed (greedy decoding, the same questions).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -190,7 +189,7 @@ def level_accuracy(path: Path) -> dict:
     """Accuracy (%) per ladder level and overall of one evaluation file (RUN/eval/<tag>-agent<i>-ladder.jsonl),
     from evaluate.summarize (pass@1 and its per-level split, rounded to 0.01).
 
-    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "e.jsonl"
+    >>> import json, tempfile; p = Path(tempfile.mkdtemp()) / "e.jsonl"
     >>> rows = [{"id": str(i), "level": l, "n": 1, "num_correct": c, "reason": "passed" if c else "wrong"}
     ...         for i, (l, c) in enumerate([(1, 1), (1, 0), (2, 1)])]
     >>> _ = p.write_text("\\n".join(map(json.dumps, rows)))
@@ -231,7 +230,9 @@ def cell(values: list[float]) -> str:
 
 def final_tag(run: Path) -> str:
     """The evaluation tag of a run's trained agents: step<max_steps>."""
-    return f"step{json.loads((run / 'config.json').read_text())['max_steps']}"
+    import ilr
+
+    return f"step{ilr.load_run_config(run).max_steps}"
 
 
 def agent_accuracy(run: Path, agent: int, tag: str | None = None) -> float:
@@ -411,13 +412,15 @@ def strong_peer_table(out: Path, seeds: list[int]) -> str:
 def interaction_table(out: Path, rows: list[str], seeds: list[int]) -> str:
     """Per ilr row: the cooperation share per level and how the weak agent's (agent 1) Fusion repairs a wrong
     Sharing answer against resampling (interaction_stats), mean ± SE over seeds."""
+    import ilr
+
     lines = ["| row (agent 1) | seeds | cooperation share, level 1 / 2 / 3 / 4 (%) | questions with Sharing answer 1 "
              "wrong | Fusion answers right there (%) | other Sharing answers right there (%) | Fusion minus other "
              "Sharing (paired, points) |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         runs = finished(out, row, seeds)
         runs = {s: r for s, r in runs.items() if list((r / "transcripts").glob("step*.txt"))
-                and json.loads((r / "config.json").read_text()).get("method") == "ilr"}
+                and ilr.load_run_config(r).method == "ilr"}
         if not runs:
             continue
         stats = [interaction_stats(r, 1) for r in runs.values()]

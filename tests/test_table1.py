@@ -8,12 +8,13 @@ import pytest
 import table1
 
 
-def fake_run(out, row, seed, per_agent_levels, rewards, max_steps=4, base=None):
-    """A finished run directory: config.json, metrics.jsonl (the per-step mean reward), results.json and one
-    evaluation file per agent, where per_agent_levels[i] = {level: (correct, total)}."""
+def fake_run(out, row, seed, per_agent_levels, rewards, max_steps=4, base=(), config=None):
+    """A finished run directory: config.json (max_steps and `config`), metrics.jsonl (the per-step mean reward),
+    results.json and one evaluation file per agent, where per_agent_levels[i] = {level: (correct, total)}; `base`
+    the same for the untrained agents' evaluation."""
     run = table1.run_dir(out, row, seed)
     (run / "eval").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"max_steps": max_steps}))
+    (run / "config.json").write_text(json.dumps({"max_steps": max_steps} | (config or {})))
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "reward": r, "accuracy": r}) + "\n"
                                                for i, r in enumerate(rewards)))
     (run / "results.json").write_text("{}")
@@ -25,8 +26,8 @@ def fake_run(out, row, seed, per_agent_levels, rewards, max_steps=4, base=None):
         (run / "eval" / f"{tag}-ladder.jsonl").write_text("\n".join(lines) + "\n")
     for i, levels in enumerate(per_agent_levels):
         write(f"step{max_steps}-agent{i}", levels)
-    if base:
-        write("base-agent0", base)
+    for i, levels in enumerate(base):
+        write(f"base-agent{i}", levels)
     return run
 
 
@@ -49,7 +50,7 @@ def test_plan_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
 def test_report_cells_are_mean_and_standard_error_over_seeds_of_the_agent_mean(tmp_path):
     # ilr seed 0: agents 50 % and 100 % at level 1 -> 75; seed 1: 25 and 75 -> 50. Mean 62.5; for two values the
     # standard error is |a - b| / 2 (sample std |a - b| / sqrt 2, over sqrt 2) = 12.5
-    fake_run(tmp_path, "ilr", 0, [{1: (2, 4)}, {1: (4, 4)}], [0.0, 0.1, 0.2, 0.4, 0.5, 0.6], base={1: (1, 4)})
+    fake_run(tmp_path, "ilr", 0, [{1: (2, 4)}, {1: (4, 4)}], [0.0, 0.1, 0.2, 0.4, 0.5, 0.6], base=[{1: (1, 4)}])
     fake_run(tmp_path, "ilr", 1, [{1: (1, 4)}, {1: (3, 4)}], [0.2, 0.2, 0.2, 0.2, 0.2, 0.2])
     fake_run(tmp_path, "grpo", 0, [{1: (0, 4)}], [0.3, 0.3, 0.3, 0.3, 0.3, 0.6])
     table = table1.report(tmp_path, ["grpo", "ilr"], [0, 1], [0]).splitlines()
@@ -200,7 +201,7 @@ def test_strong_peer_table_pairs_the_weak_agent_by_seed(tmp_path):
         fake_run(tmp_path, "grpo-strong-peer", seed, [{1: (int(alone[0] * 10), 100)}, {1: (int(alone[1] * 10), 100)}],
                  [0.5])
         fake_run(tmp_path, "ilr-strong-peer", seed, [{1: (int(ilr_[0] * 10), 100)}, {1: (int(ilr_[1] * 10), 100)}],
-                 [0.5], base={1: (20, 100)} if seed == 0 else None)
+                 [0.5], base=[{1: (20, 100)}] if seed == 0 else ())
     fake_run(tmp_path, "strong", 1000, [{1: (75, 100)}], [0.5], max_steps=36)
     lines = table1.strong_peer_table(tmp_path, [0, 1]).splitlines()
     assert lines[2] == "| before training | - | 20.0 (untrained) | 75.0 (the strong run: 36 GRPO steps) |"
@@ -220,13 +221,10 @@ def test_the_base_row_is_the_base_model_not_a_strong_peer_pairs_average(tmp_path
     """A call of the strong-peer rows only: the first grpo-strong-peer run evaluated its untrained pair (the
     strong model 80 %, the base 20 %: mean 50); the strong run evaluated the base alone (20 %). The base row and
     the strong-peer table's "before training" must say 20.0 (they said 50.0, the pair's mean)."""
-    pair = fake_run(tmp_path, "grpo-strong-peer", 0, [{1: (5, 10)}, {1: (3, 10)}], [0.5], base={1: (8, 10)})
-    (pair / "eval" / "base-agent1-ladder.jsonl").write_text("\n".join(json.dumps(
-        {"id": f"1-{k}", "level": 1, "n": 1, "num_correct": int(k < 2), "reason": "x"}) for k in range(10)) + "\n")
-    (pair / "config.json").write_text(json.dumps({"max_steps": 4, "models": "runs/x/strong,smollm2-135m"}))
-    fake_run(tmp_path, table1.STRONG_ROW, table1.STRONG_SEED, [{1: (8, 10)}], [0.5], max_steps=36, base={1: (2, 10)})
-    (table1.run_dir(tmp_path, table1.STRONG_ROW, table1.STRONG_SEED) / "config.json").write_text(
-        json.dumps({"max_steps": 36, "num_agents": 1}))
+    fake_run(tmp_path, "grpo-strong-peer", 0, [{1: (5, 10)}, {1: (3, 10)}], [0.5], base=[{1: (8, 10)}, {1: (2, 10)}],
+             config={"models": "runs/x/strong,smollm2-135m"})
+    fake_run(tmp_path, table1.STRONG_ROW, table1.STRONG_SEED, [{1: (8, 10)}], [0.5], max_steps=36,
+             base=[{1: (2, 10)}], config={"num_agents": 1})
     assert table1.base_accuracy(tmp_path) == pytest.approx(20.0)
     assert "| before training | - | 20.0 (untrained) | 80.0 (the strong run: 36 GRPO steps) |" in \
         table1.strong_peer_table(tmp_path, [0])
@@ -267,4 +265,3 @@ def test_the_strong_peer_rows_on_the_tiny_model(tmp_path):
     assert [line.split(" | ")[:2] for line in curve_rows] == [["| grpo-strong-peer", "1"], ["| grpo-strong-peer", "0"],
                                                               ["| ilr-strong-peer", "1"], ["| ilr-strong-peer", "0"]]
     assert all(" | step 1: " in line for line in curve_rows) and (out / "curve.png").is_file()
-
